@@ -1,0 +1,155 @@
+"""The ``bench`` command line."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import click
+
+from harness.catalog import PROJECT_ROOT, CatalogError, load_catalog
+from harness.datasets import DatasetError, current_fold_fingerprint, data_root
+from harness.registry import UnknownNameError
+from harness.results import results_root
+from harness.submission import SubmissionError, get_submission, load_submissions
+
+USER_ERRORS = (CatalogError, DatasetError, UnknownNameError, SubmissionError, FileNotFoundError, ValueError)
+DEFAULT_GRID = PROJECT_ROOT / "leaderboard" / "grid.toml"
+
+
+class Context:
+    def __init__(self, data: str | None, results: str | None, datasets: str | None):
+        self.data_root = data_root(data)
+        self.results_root = results_root(results)
+        self.catalog = load_catalog(datasets)
+
+
+class BenchGroup(click.Group):
+    """Turns the harness's own errors into one clear line instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as err:
+            raise click.ClickException(str(err)) from None
+
+
+@click.group(cls=BenchGroup)
+@click.option("--data-root", envvar="BENCH_DATA_ROOT", help="Dataset and cache folder [default: user cache dir].")
+@click.option("--results", envvar="BENCH_RESULTS", help="Result store [default: results/ in the project].")
+@click.option("--datasets", envvar="BENCH_DATASETS", help="Dataset catalog [default: datasets.toml].")
+@click.pass_context
+def main(ctx, data_root, results, datasets):
+    """audio-bench: train submissions over fixed folds and rank them fairly."""
+    ctx.obj = Context(data_root, results, datasets)
+
+
+@main.command("list")
+@click.pass_obj
+def list_(obj: Context):
+    """Show the datasets and submissions."""
+    from tabulate import tabulate
+
+    click.echo(tabulate([[n, s.kind, s.version, s.num_classes, f"{s.folds['protocol']} k={s.num_folds}", s.description]
+                         for n, s in ((n, obj.catalog.get(n)) for n in obj.catalog)],
+                        ["dataset", "kind", "version", "classes", "folds", "description"], tablefmt="github"))
+    click.echo()
+    rows = []
+    for name in load_submissions():
+        sub = get_submission(name)
+        published = "; ".join(f"{d} {e['epochs']} ep: {e['accuracy']}%" for d, es in sub.published.items()
+                              for e in (es if isinstance(es, list) else [es]))
+        rows.append([name, sub.model_name, sub.frontend.summary(), sub.seed or "–", published or "–"])
+    click.echo(tabulate(rows, ["submission", "model", "front-end", "seed", "published"], tablefmt="github"))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--from", "from_path", type=click.Path(exists=True, path_type=Path),
+              help="Import a local folder or archive instead of downloading.")
+@click.option("--force", is_flag=True, help="Re-import even if the dataset is present.")
+@click.pass_obj
+def fetch(obj: Context, name: str, from_path: Path | None, force: bool):
+    """Download or import dataset NAME into the data root, verifying its fingerprint."""
+    from harness import fetch as fetch_mod
+
+    spec = obj.catalog.get(name)
+    source = obj.catalog.get(spec.source) if spec.source in obj.catalog else spec
+    _, report = fetch_mod.fetch(source, obj.data_root, from_path, force)
+    click.echo(report)
+
+
+def parse_folds(text: str, k: int) -> list[int]:
+    if text == "all":
+        return list(range(1, k + 1))
+    folds = [int(f) for f in text.split(",")]
+    bad = [f for f in folds if not 1 <= f <= k]
+    if bad:
+        raise ValueError(f"fold(s) {bad} out of range 1..{k}")
+    return folds
+
+
+def _run(obj: Context, submission: str, dataset: str, folds: str, trials: int, epochs: int | None, device: str):
+    from harness.runner import resolve_device, run_grid
+
+    sub = get_submission(submission)
+    spec = obj.catalog.get(dataset)
+    report = run_grid(sub, spec, parse_folds(folds, spec.num_folds), trials, epochs or sub.recipe.epochs,
+                      resolve_device(device), obj.results_root, obj.data_root)
+    click.echo(f"{submission} on {dataset}: {len(report.done)} run, {len(report.skipped)} already finished, "
+               f"{len(report.failed)} failed")
+    for path, why in report.failed:
+        click.echo(f"  FAILED {path}: {why}", err=True)
+    return report
+
+
+@main.command()
+@click.option("--submission", "-s", required=True)
+@click.option("--dataset", "-d", default="synthetic", show_default=True)
+@click.option("--folds", default="all", show_default=True, help="Comma-separated test folds, or 'all'.")
+@click.option("--trials", default=1, show_default=True)
+@click.option("--epochs", type=int, help="Epoch budget [default: the recipe's].")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.pass_obj
+def run(obj: Context, submission, dataset, folds, trials, epochs, device):
+    """Train and evaluate a submission on every (fold, trial); finished runs are skipped."""
+    if _run(obj, submission, dataset, folds, trials, epochs, device).failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("grid_file", default=str(DEFAULT_GRID), type=click.Path(exists=True, path_type=Path))
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.pass_obj
+def grid(obj: Context, grid_file: Path, device: str):
+    """Run every missing run of the leaderboard grid whose dataset is available."""
+    from harness.fetch import verified_folder
+
+    entries = tomllib.loads(grid_file.read_text()).get("run", [])
+    failed = 0
+    for entry in entries:
+        spec = obj.catalog.get(entry["dataset"])
+        if spec.kind != "synthetic":
+            try:
+                verified_folder(spec, obj.data_root)
+            except DatasetError as err:
+                click.echo(f"SKIPPED {entry['submission']} on {spec.name}: {err}", err=True)
+                continue
+        failed += len(_run(obj, entry["submission"], spec.name, str(entry.get("folds", "all")),
+                           entry.get("trials", 1), entry.get("epochs"), device).failed)
+    if failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--output", type=click.Path(path_type=Path), default=PROJECT_ROOT / "leaderboard" / "README.md",
+              show_default=True)
+@click.pass_obj
+def leaderboard(obj: Context, output: Path):
+    """Render the markdown leaderboard from stored results."""
+    from harness.leaderboard import render
+
+    fingerprints = {n: fp for n in obj.catalog if (fp := current_fold_fingerprint(obj.catalog.get(n), obj.data_root))}
+    text = render(obj.results_root, load_submissions(), obj.catalog, fingerprints)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    click.echo(f"wrote {output}")

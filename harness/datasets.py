@@ -1,0 +1,248 @@
+"""Datasets: list a dataset's clips from its metadata, decode them once, cache the arrays.
+
+``load_dataset`` is the one entry point for training code. It returns every clip as one
+fixed-size float32 array (memory-mapped from the cache), with labels, test folds and the
+split's fingerprint; after the first call no audio file is read again.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+
+from harness import folds as F
+from harness.catalog import DatasetSpec
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3"}
+IMAGE_SUFFIXES = {".png"}
+
+
+class DatasetError(RuntimeError):
+    """A dataset that is missing, corrupt or inconsistent with its declaration."""
+
+
+def data_root(override: str | Path | None = None) -> Path:
+    """Where datasets and caches live: the argument, ``$BENCH_DATA_ROOT``, or the user cache dir."""
+    root = override or os.environ.get("BENCH_DATA_ROOT") or platformdirs.user_cache_dir("audio-bench")
+    return Path(root).expanduser()
+
+
+@dataclass(frozen=True)
+class ClipTable:
+    """A dataset's clips before decoding: ids, files (relative to the dataset folder), labels, folds."""
+
+    ids: list[str]
+    files: list[str]
+    labels: np.ndarray
+    folds: np.ndarray
+    class_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Decoded clips ready for training: ``x`` is (N, samples) audio or (N, H, W) images."""
+
+    spec: DatasetSpec
+    x: np.ndarray
+    y: np.ndarray
+    folds: np.ndarray
+    ids: list[str]
+    class_names: tuple[str, ...]
+    sample_rate: int
+    fold_fingerprint: str
+
+
+# --- listing clips -----------------------------------------------------------------------
+
+def _label_index(spec: DatasetSpec, names: tuple[str, ...], value: str, where: str) -> int:
+    if value in names:
+        return names.index(value)
+    if value.isdigit() and not any(n.isdigit() for n in names) and int(value) < len(names):
+        return int(value)
+    raise DatasetError(f"{where}: unknown label {value!r}; {spec.name} declares {', '.join(names)}")
+
+
+def _assign_folds(spec: DatasetSpec, labels: np.ndarray, fields: list[dict[str, str]], where: str) -> np.ndarray:
+    protocol, k = spec.folds["protocol"], spec.num_folds
+    try:
+        if protocol == "official":
+            return F.official_folds([int(f[spec.metadata["fold"]]) for f in fields], k)
+        if protocol == "by_index":
+            return F.by_index_folds([int(f[spec.folds["field"]]) for f in fields], spec.folds["size"], k)
+        if protocol == "holdout":
+            return F.holdout_folds(labels, spec.folds.get("test_fraction", 0.1), spec.folds.get("seed", 0))
+        return F.stratified_folds(labels, k, spec.folds.get("seed", 0))
+    except (F.FoldError, ValueError, KeyError) as err:
+        raise DatasetError(f"{where}: cannot assign folds ({err})") from None
+
+
+def _csv_rows(spec: DatasetSpec, folder: Path) -> list[dict[str, str]]:
+    meta = folder / spec.metadata["path"]
+    if not meta.is_file():
+        raise DatasetError(f"{meta}: metadata file not found; run `bench fetch {spec.source}`")
+    with open(meta, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    where = spec.metadata.get("where", {})
+    return [r for r in rows if all(r.get(col) == val for col, val in where.items())]
+
+
+def list_clips(spec: DatasetSpec, folder: Path) -> ClipTable:
+    """Read the metadata of a dataset folder into a ``ClipTable`` (no audio is decoded)."""
+    fmt = spec.metadata["format"]
+    names = spec.class_names
+    if fmt == "csv":
+        rows = _csv_rows(spec, folder)
+        files = [spec.metadata["audio"].format(**r) for r in rows]
+        where = str(folder / spec.metadata["path"])
+        labels = [_label_index(spec, names, r[spec.metadata["label"]], where) for r in rows]
+        fields = rows
+    elif fmt == "filename":
+        pattern = re.compile(spec.metadata["pattern"])
+        files = sorted(p.name for p in folder.iterdir() if pattern.match(p.name))
+        fields = [pattern.match(f).groupdict() for f in files]
+        labels = [_label_index(spec, names, fld[spec.metadata["label"]], str(folder / name))
+                  for name, fld in zip(files, fields)]
+    else:  # folders: one sub-folder of images per class
+        names = names or tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
+        files = [f"{c}/{p.name}" for c in names for p in sorted((folder / c).glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+        labels = [names.index(f.split("/")[0]) for f in files]
+        fields = [{} for _ in files]
+    if not files:
+        raise DatasetError(f"{folder}: no clips found for {spec.name}; run `bench fetch {spec.source}`")
+    if len(names) != spec.num_classes:
+        raise DatasetError(f"{folder}: found {len(names)} classes, {spec.name} declares {spec.num_classes}")
+    labels = np.asarray(labels, dtype=np.int64)
+    folds = _assign_folds(spec, labels, fields, str(folder))
+    return ClipTable(ids=list(files), files=list(files), labels=labels, folds=folds, class_names=names)
+
+
+# --- decoding ----------------------------------------------------------------------------
+
+def fit_length(wave: np.ndarray, n: int, policy: str) -> np.ndarray:
+    """Bring a 1-D clip to ``n`` samples.
+
+    pad: zero-pad at the end, cut at the end. loop: tile the clip, then cut.
+    crop: keep the centre of long clips, zero-pad short ones at the end.
+    """
+    if len(wave) == 0:
+        return np.zeros(n, dtype=np.float32)
+    if policy == "loop" and len(wave) < n:
+        wave = np.tile(wave, -(-n // len(wave)))
+    if policy == "crop" and len(wave) > n:
+        start = (len(wave) - n) // 2
+        wave = wave[start:start + n]
+    out = np.zeros(n, dtype=np.float32)
+    out[: min(n, len(wave))] = wave[:n]
+    return out
+
+
+def decode_audio(path: Path, sample_rate: int) -> np.ndarray:
+    """Decode one file to mono float32 at ``sample_rate``; raises ``DatasetError`` naming the file."""
+    import soundfile as sf
+    import torch
+    import torchaudio.functional as AF
+
+    try:
+        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises several types for unreadable files
+        raise DatasetError(f"{path}: cannot decode audio ({err})") from None
+    wave = wave.mean(axis=1)
+    if not np.isfinite(wave).all():
+        raise DatasetError(f"{path}: contains NaN or infinite samples")
+    if sr != sample_rate and len(wave):
+        wave = AF.resample(torch.from_numpy(wave), sr, sample_rate).numpy()
+    return wave
+
+
+def decode_image(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """Read one image as grayscale float32 in [0, 1], resized to (H, W) = ``size``."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L").resize((size[1], size[0]), Image.BILINEAR)
+            return np.asarray(img, dtype=np.float32) / 255.0
+    except Exception as err:
+        raise DatasetError(f"{path}: cannot read image ({err})") from None
+
+
+def _decode_all(spec: DatasetSpec, folder: Path, table: ClipTable, sample_rate: int, out: np.ndarray) -> None:
+    from tqdm import tqdm
+
+    errors = []
+    n = round(sample_rate * spec.clip_seconds)
+    for i, rel in enumerate(tqdm(table.files, desc=f"decoding {spec.name}", unit="clip", leave=False)):
+        try:
+            if spec.kind == "image":
+                out[i] = decode_image(folder / rel, spec.image_size)
+            else:
+                out[i] = fit_length(decode_audio(folder / rel, sample_rate), n, spec.length_policy)
+        except DatasetError as err:
+            errors.append(str(err))
+    if errors:
+        listing = "\n  ".join(errors[:50]) + ("\n  ..." if len(errors) > 50 else "")
+        raise DatasetError(f"{len(errors)} bad file(s) in {spec.name}:\n  {listing}")
+
+
+def _cached_array(path: Path, shape: tuple[int, ...], fill) -> np.ndarray:
+    """Memory-map ``path`` if it is complete, else build it with ``fill`` and publish atomically."""
+    if path.exists():
+        arr = np.load(path, mmap_mode="r")
+        if arr.shape == shape:
+            return arr
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+    try:
+        fill(arr)
+        arr.flush()
+        del arr
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return np.load(path, mmap_mode="r")
+
+
+def load_dataset(spec: DatasetSpec, root: Path | None = None, sample_rate: int | None = None) -> Dataset:
+    """Return the decoded dataset, decoding and caching it on first use.
+
+    The cache key holds the dataset's version and fingerprint, the sample rate and the clip
+    length, so a changed declaration or re-imported data can never reuse stale arrays.
+    """
+    from harness import fetch, synthetic
+
+    sample_rate = sample_rate or spec.sample_rate
+    if spec.kind == "synthetic":
+        x, y = synthetic.generate(spec, sample_rate)
+        ids = [f"{spec.class_names[c]}_{i:03d}" for i, c in enumerate(y)]
+        folds = F.stratified_folds(y, spec.num_folds, spec.folds.get("seed", 0))
+        return Dataset(spec, x, y, folds, ids, spec.class_names, sample_rate, F.fold_fingerprint(ids, folds))
+    root = data_root(root)
+    folder = fetch.verified_folder(spec, root)
+    table = list_clips(spec, folder)
+    fingerprint = (folder / fetch.MARKER).read_text().strip()
+    shape = (len(table.files), *spec.image_size) if spec.kind == "image" else (
+        len(table.files), round(sample_rate * spec.clip_seconds))
+    key = f"{spec.name}-v{spec.version}-{fingerprint[:12]}-{sample_rate}hz-{shape[-1]}"
+    x = _cached_array(root / "cache" / f"{key}.npy", shape,
+                      lambda out: _decode_all(spec, folder, table, sample_rate, out))
+    return Dataset(spec, x, table.labels, table.folds, table.ids, table.class_names, sample_rate,
+                   F.fold_fingerprint(table.ids, table.folds))
+
+
+def current_fold_fingerprint(spec: DatasetSpec, root: Path | None = None) -> str | None:
+    """The fold fingerprint of the data as it is now, or None if the data is not available."""
+    from harness import fetch
+
+    try:
+        if spec.kind == "synthetic":
+            return load_dataset(spec).fold_fingerprint
+        table = list_clips(spec, fetch.verified_folder(spec, data_root(root)))
+        return F.fold_fingerprint(table.ids, table.folds)
+    except DatasetError:
+        return None

@@ -1,0 +1,212 @@
+"""Bring a dataset into the data root: download (resumable, verified) or import a local copy.
+
+Files only land in ``<root>/<source>`` after every check has passed: the archive's sha256
+(when declared) before anything is extracted, safe member paths during extraction, and the
+content fingerprint of the imported files before the folder is published with one rename.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from harness.catalog import DatasetSpec
+from harness.datasets import DatasetError, list_clips
+
+MARKER = ".fingerprint"  # written into a dataset folder once its content is verified
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_fingerprint(folder: Path) -> str:
+    """sha256 over the sorted ``relative/path<TAB>sha256`` lines of every non-hidden file."""
+    lines = sorted(
+        f"{p.relative_to(folder).as_posix()}\t{sha256_file(p)}"
+        for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+    )
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def verified_folder(spec: DatasetSpec, root: Path) -> Path:
+    """The dataset's folder, if it was imported and verified against the declared fingerprint."""
+    folder = root / spec.source
+    marker = folder / MARKER
+    if not marker.is_file():
+        raise DatasetError(
+            f"dataset {spec.name!r} is not in the data root {root}. "
+            f"Run `bench fetch {spec.source}` (or `bench fetch {spec.source} --from PATH` for a local copy)."
+        )
+    recorded = marker.read_text().strip()
+    if spec.fingerprint and recorded != spec.fingerprint:
+        raise DatasetError(
+            f"{folder}: content fingerprint {recorded[:12]}… does not match the declared "
+            f"{spec.fingerprint[:12]}… of {spec.name!r}. Re-import it with `bench fetch {spec.source} --force`."
+        )
+    return folder
+
+
+# --- download ----------------------------------------------------------------------------
+
+def download(url: str, dest: Path, expected_sha256: str = "") -> Path:
+    """Download ``url`` to ``dest``, resuming a ``dest.part`` left by an interrupted attempt.
+
+    A completed file whose sha256 differs from ``expected_sha256`` is deleted and reported.
+    """
+    from tqdm import tqdm
+
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # the part file is already complete
+            response = None
+        else:
+            raise DatasetError(f"download of {url} failed: HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, OSError) as err:
+        raise DatasetError(
+            f"cannot reach {url} ({getattr(err, 'reason', err)}). If this machine is offline, download "
+            f"the archive elsewhere and run `bench fetch NAME --from ARCHIVE_OR_FOLDER`."
+        ) from None
+    if response is not None:
+        with response:
+            resumed = response.status == 206
+            total = int(response.headers.get("Content-Length") or 0) + (have if resumed else 0)
+            with open(part, "ab" if resumed else "wb") as out, tqdm(
+                total=total or None, initial=have if resumed else 0, unit="B", unit_scale=True,
+                desc=f"downloading {dest.name}",
+            ) as bar:
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    bar.update(len(block))
+    if expected_sha256:
+        actual = sha256_file(part)
+        if actual != expected_sha256:
+            part.unlink()
+            raise DatasetError(
+                f"download of {url} is corrupt: sha256 {actual[:12]}… != expected {expected_sha256[:12]}…; "
+                f"the file was removed, run `bench fetch` again."
+            )
+    os.replace(part, dest)
+    return dest
+
+
+# --- extraction --------------------------------------------------------------------------
+
+def _check_member(name: str, is_link: bool, archive: Path) -> None:
+    parts = Path(name).parts
+    if is_link:
+        raise DatasetError(f"{archive}: refusing link entry {name!r}")
+    if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
+        raise DatasetError(f"{archive}: refusing entry {name!r}, it would land outside the target folder")
+
+
+def safe_extract(archive: Path, target: Path) -> None:
+    """Extract a zip or tar archive, refusing absolute paths, ``..`` and links before writing."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                _check_member(info.filename, stat.S_ISLNK(info.external_attr >> 16), archive)
+            zf.extractall(target)
+        return
+    try:
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()
+            for m in members:
+                _check_member(m.name, m.issym() or m.islnk(), archive)
+                if not (m.isfile() or m.isdir()):
+                    raise DatasetError(f"{archive}: refusing special entry {m.name!r}")
+            tf.extractall(target, members=members, filter="data")
+    except tarfile.TarError as err:
+        raise DatasetError(f"{archive}: not a readable zip or tar archive ({err})") from None
+
+
+# --- import ------------------------------------------------------------------------------
+
+def _publish(spec: DatasetSpec, source_dir: Path, root: Path) -> Path:
+    """Copy the files the metadata lists into a temporary folder, verify, then rename into place."""
+    table = list_clips(spec, source_dir)
+    extra = [spec.metadata["path"]] if spec.metadata.get("format") == "csv" else []
+    staging = Path(tempfile.mkdtemp(prefix=f".{spec.source}-", dir=root))
+    try:
+        for rel in extra + table.files:
+            src = source_dir / rel
+            if not src.is_file():
+                raise DatasetError(f"{src}: listed in the metadata but missing")
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, staging / rel)
+        fingerprint = content_fingerprint(staging)
+        if spec.fingerprint and fingerprint != spec.fingerprint:
+            raise DatasetError(
+                f"{source_dir}: content fingerprint {fingerprint[:12]}… does not match the declared "
+                f"{spec.fingerprint[:12]}… of {spec.name!r} (wrong version, or modified files); nothing was imported."
+            )
+        (staging / MARKER).write_text(fingerprint + "\n")
+        final = root / spec.source
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+        return final
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def fetch(spec: DatasetSpec, root: Path, from_path: Path | None = None, force: bool = False) -> tuple[Path, str]:
+    """Make ``spec`` available under ``root``; returns the folder and a one-line report."""
+    root.mkdir(parents=True, exist_ok=True)
+    if spec.kind == "synthetic":
+        return root, f"{spec.name} is generated by the harness; nothing to fetch"
+    if not force and (root / spec.source / MARKER).is_file():
+        folder = root / spec.source
+        recorded = (folder / MARKER).read_text().strip()
+        actual = content_fingerprint(folder)
+        if actual != recorded:
+            raise DatasetError(f"{folder}: files changed since import; re-import with `bench fetch {spec.source} --force`")
+        return verified_folder(spec, root), f"{spec.name} already present and verified ({actual[:12]}…)"
+    with tempfile.TemporaryDirectory(prefix=".extract-", dir=root) as tmp:
+        if from_path is None:
+            if not spec.url:
+                raise DatasetError(f"{spec.name} has no download url; import a local copy with `bench fetch {spec.name} --from PATH`")
+            downloads = root / "downloads"
+            downloads.mkdir(exist_ok=True)
+            from_path = download(spec.url, downloads / Path(spec.url).name, spec.archive_sha256)
+        if from_path.is_file():
+            if spec.archive_sha256 and sha256_file(from_path) != spec.archive_sha256:
+                raise DatasetError(f"{from_path}: sha256 does not match the declared archive_sha256; nothing was extracted")
+            safe_extract(from_path, Path(tmp))
+            from_path = Path(tmp) / spec.archive_root if (Path(tmp) / spec.archive_root).is_dir() else Path(tmp)
+        elif not from_path.is_dir():
+            raise DatasetError(f"{from_path}: no such file or folder")
+        source_dir = _find_source_dir(spec, from_path)
+        folder = _publish(spec, source_dir, root)
+    fingerprint = (folder / MARKER).read_text().strip()
+    note = "" if spec.fingerprint else (
+        f"; no fingerprint is declared for {spec.name}, so this one is now pinned locally: "
+        f"add fingerprint = \"{fingerprint}\" to datasets.toml to pin it for everyone")
+    return folder, f"{spec.name} imported into {folder} ({fingerprint[:12]}…){note}"
+
+
+def _find_source_dir(spec: DatasetSpec, folder: Path) -> Path:
+    """The folder that holds the dataset: ``folder`` itself or one level down (e.g. ``recordings/``)."""
+    candidates = [folder] + sorted(p for p in folder.iterdir() if p.is_dir())
+    for candidate in candidates:
+        try:
+            list_clips(spec, candidate)
+            return candidate
+        except DatasetError:
+            continue
+    return folder  # list_clips on it raises the informative error

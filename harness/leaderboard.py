@@ -1,0 +1,202 @@
+"""Render ``leaderboard/README.md`` from stored result files only.
+
+Each (dataset, epoch budget) gets a ranked table and a per-fold table. Only results whose
+provenance still matches the current submission and dataset are ranked; the rest are
+listed with the reason they were left out.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tabulate import tabulate
+
+from harness import results as R
+from harness.catalog import DatasetSpec
+from harness.registry import Registry
+
+RULES = """\
+## Rules
+
+- Every table has a fixed epoch budget; entries are compared only within it.
+- The test fold never reaches training or model selection: the harness computes test features
+  only after training, and early stopping uses a validation split carved from the training folds.
+- No test-time augmentation unless a submission declares it; such entries are marked *TTA*.
+- Ranked by mean test accuracy. **±** is the sample standard deviation (ddof = 1) over all
+  runs of the row, i.e. over folds × trials; *runs* says how many that is.
+- A result is ranked only while its submission source, config hash, dataset version and fold
+  fingerprint match the current code and data; otherwise it is listed as stale.
+- *published* is the figure the seed document reports for the same dataset and budget
+  (its own protocol, hardware and code), shown for comparison, never ranked.
+"""
+
+
+@dataclass
+class Row:
+    record: dict[str, Any]
+    path: Path
+
+
+def _fmt(values: list[float]) -> str:
+    values = np.asarray(values) * 100
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.2f} ± {std:.2f}"
+
+
+def provenance_problem(record: dict[str, Any], submissions: Registry, specs: Registry[DatasetSpec],
+                       current: dict[str, Any]) -> str | None:
+    """Why a stored result may not be ranked any more, or None when it still stands."""
+    from harness.runner import run_config
+    from harness.submission import config_hash
+
+    for key in ("submission", "dataset", "config_hash", "source_hash", "fold_fingerprint", "metrics"):
+        if key not in record:
+            return f"no provenance ({key} missing)"
+    name, dataset = record["submission"], record["dataset"]
+    if name not in submissions:
+        return f"submission {name!r} no longer exists"
+    if dataset not in specs:
+        return f"dataset {dataset!r} no longer declared"
+    sub = current.setdefault(name, _build(name))
+    if isinstance(sub, str):
+        return sub
+    spec = specs.get(dataset)
+    if record.get("dataset_version") != spec.version:
+        return f"dataset version {record.get('dataset_version')} != current {spec.version}"
+    if record["source_hash"] != sub.source_hash():
+        return "submission source changed since this run"
+    if record["config_hash"] != config_hash(run_config(sub, spec, record["epochs"], record["fold"], record["trial"])):
+        return "config changed since this run"
+    fingerprint = current.get(("folds", dataset))
+    if fingerprint and record["fold_fingerprint"] != fingerprint:
+        return "fold split changed since this run"
+    return None
+
+
+def _build(name: str):
+    from harness.submission import get_submission
+
+    try:
+        return get_submission(name)
+    except Exception as err:  # a broken submission makes its results stale, not the renderer crash
+        return f"submission cannot be built ({err})"
+
+
+def collect(results_root: Path, submissions: Registry, specs: Registry[DatasetSpec],
+            fold_fingerprints: dict[str, str] | None = None):
+    """Sort stored results into ranked rows by (dataset, epochs), and a list of excluded files."""
+    current: dict[Any, Any] = {("folds", k): v for k, v in (fold_fingerprints or {}).items()}
+    ranked: dict[tuple[str, int], list[Row]] = defaultdict(list)
+    excluded: list[tuple[Path, str]] = []
+    for path, record in R.iter_results(results_root):
+        if record is None:
+            excluded.append((path, "unreadable or corrupt JSON"))
+        elif record.get("status") != "ok":
+            excluded.append((path, f"failed: {record.get('error', 'unknown error')}"))
+        elif problem := provenance_problem(record, submissions, specs, current):
+            excluded.append((path, f"stale: {problem}"))
+        else:
+            ranked[(record["dataset"], int(record["epochs"]))].append(Row(record, path))
+    return ranked, excluded
+
+
+def _published(submissions: Registry, dataset: str, epochs: int) -> dict[str, dict]:
+    from harness.submission import get_submission
+
+    out = {}
+    for name in submissions:
+        try:
+            entries = get_submission(name).published.get(dataset, [])
+        except Exception:
+            continue
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if int(entry.get("epochs", -1)) == epochs:
+                out[name] = entry
+    return out
+
+
+def _section(dataset: str, epochs: int, rows: list[Row], published: dict[str, dict]) -> list[str]:
+    by_sub: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_sub[row.record["submission"]].append(row.record)
+    table = []
+    for name, recs in by_sub.items():
+        first = recs[0]
+        pub = published.get(name, {})
+        table.append({
+            "submission": name + (" *TTA*" if first.get("tta") else ""),
+            "model": first["model"], "front-end": first["frontend"],
+            "pretrained": "yes" if first.get("pretrained") else "no",
+            "accuracy %": _fmt([r["metrics"]["accuracy"] for r in recs]),
+            "macro-F1 %": _fmt([r["metrics"]["macro_f1"] for r in recs]),
+            "runs": f"{len(recs)} ({len({r['fold'] for r in recs})} folds × {len({r['trial'] for r in recs})} trials)",
+            "s/run": f"{np.mean([r['wall_time_s'] for r in recs]):.1f}",
+            "hardware": ", ".join(sorted({r["hardware"] for r in recs})),
+            "published": _published_text(pub),
+            "_key": np.mean([r["metrics"]["accuracy"] for r in recs]),
+        })
+    for name, pub in published.items():
+        if name not in by_sub:
+            table.append({"submission": name, "model": "", "front-end": "", "pretrained": "",
+                          "accuracy %": "not run here", "macro-F1 %": "", "runs": "0", "s/run": "",
+                          "hardware": "", "published": _published_text(pub), "_key": -1.0})
+    table.sort(key=lambda r: -r.pop("_key"))
+    for rank, row in enumerate(table, 1):
+        row["#"] = rank if row["runs"] != "0" else "–"
+    cols = ["#", "submission", "model", "front-end", "pretrained", "accuracy %", "macro-F1 %", "runs", "s/run",
+            "hardware", "published"]
+    out = [f"### {dataset}, {epochs} epochs", "", tabulate([[r[c] for c in cols] for r in table], cols, tablefmt="github"), ""]
+    if rows:
+        folds = sorted({r.record["fold"] for r in rows})
+        per_fold = []
+        for name, recs in by_sub.items():
+            cells = []
+            for f in folds:
+                accs = [r["metrics"]["accuracy"] * 100 for r in recs if r["fold"] == f]
+                cells.append(f"{np.mean(accs):.2f}" if accs else "")
+            per_fold.append([name, *cells])
+        out += [f"Accuracy % per test fold (mean over trials):", "",
+                tabulate(per_fold, ["submission", *[f"fold {f}" for f in folds]], tablefmt="github"), ""]
+    return out
+
+
+def _published_text(pub: dict) -> str:
+    if not pub:
+        return ""
+    text = f"{pub['accuracy']:.2f}"
+    if pub.get("accuracy_std") is not None:
+        text += f" ± {pub['accuracy_std']:.2f}"
+    return text + (f" ({pub['protocol']})" if pub.get("protocol") else "")
+
+
+def render(results_root: Path, submissions: Registry, specs: Registry[DatasetSpec],
+           fold_fingerprints: dict[str, str] | None = None) -> str:
+    """The whole leaderboard as markdown."""
+    ranked, excluded = collect(results_root, submissions, specs, fold_fingerprints)
+    sections = set(ranked)
+    from harness.submission import get_submission
+
+    for name in submissions:
+        try:
+            published = get_submission(name).published
+        except Exception:
+            continue
+        for dataset, entries in published.items():
+            for entry in entries if isinstance(entries, list) else [entries]:
+                sections.add((dataset, int(entry["epochs"])))
+    lines = ["# Leaderboard", "",
+             "Generated by `bench leaderboard` from the result files under `results/`; do not edit by hand.", ""]
+    for dataset in sorted({d for d, _ in sections}):
+        spec = specs.get(dataset) if dataset in specs else None
+        lines += [f"## {dataset}" + (f" (v{spec.version}, {spec.num_folds} folds)" if spec else ""), ""]
+        if spec and spec.description:
+            lines += [spec.description, ""]
+        for _, epochs in sorted(s for s in sections if s[0] == dataset):
+            lines += _section(dataset, epochs, ranked.get((dataset, epochs), []), _published(submissions, dataset, epochs))
+    if excluded:
+        lines += ["## Not ranked", "", tabulate([[p.relative_to(results_root).as_posix(), why] for p, why in excluded],
+                                                ["result file", "why"], tablefmt="github"), ""]
+    return "\n".join(lines + [RULES])

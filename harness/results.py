@@ -1,0 +1,98 @@
+"""Result files: one JSON per (dataset, submission, epochs, fold, trial), written atomically.
+
+A run is finished when its file exists with ``status == "ok"`` and the same config hash;
+the runner skips exactly those, so an interrupted grid resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from harness.catalog import PROJECT_ROOT
+
+SCHEMA = 1
+PACKAGES = ("torch", "torchaudio", "timm", "numpy", "scikit-learn", "soundfile")
+
+
+def results_root(override: str | Path | None = None) -> Path:
+    return Path(override or os.environ.get("BENCH_RESULTS") or PROJECT_ROOT / "results")
+
+
+def result_path(root: Path, dataset: str, submission: str, epochs: int, fold: int, trial: int) -> Path:
+    return root / dataset / submission / f"e{epochs}" / f"fold{fold}-trial{trial}.json"
+
+
+def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash or a full disk leaves either the old file or the new one, never half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``, or None when it is missing or unreadable."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def is_finished(path: Path, config_hash: str) -> bool:
+    record = read_result(path)
+    return bool(record) and record.get("status") == "ok" and record.get("config_hash") == config_hash
+
+
+def iter_results(root: Path) -> Iterator[tuple[Path, dict[str, Any] | None]]:
+    """Every result file under ``root`` with its record (None if it cannot be parsed)."""
+    for path in sorted(root.rglob("fold*-trial*.json")):
+        yield path, read_result(path)
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU x{torch.get_num_threads()} ({cpu})"

@@ -1,0 +1,141 @@
+"""Run a submission on a dataset: one (fold, trial) at a time, each stored as it finishes."""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness import augment as A
+from harness import results as R
+from harness.catalog import DatasetSpec
+from harness.datasets import load_dataset
+from harness.folds import validation_mask
+from harness.metrics import classification_metrics
+from harness.seeds import seed_everything, seed_for
+from harness.submission import Submission, config_hash
+from harness.training import TrainContext, compute_features, fit_default, predict
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def build_model(sub: Submission, num_classes: int, in_chans: int) -> nn.Module:
+    """Instantiate the submission's model: a timm name or its own factory."""
+    if callable(sub.model):
+        return sub.model(num_classes=num_classes, **sub.model_kwargs)
+    import timm
+
+    kwargs = dict(num_classes=num_classes, in_chans=in_chans, **sub.model_kwargs)
+    if isinstance(sub.pretrained, str):  # a local checkpoint, loaded and adapted the way timm loads hub weights
+        return timm.create_model(sub.model, pretrained=True, pretrained_cfg_overlay={"file": sub.pretrained}, **kwargs)
+    return timm.create_model(sub.model, pretrained=bool(sub.pretrained), **kwargs)
+
+
+def run_config(sub: Submission, spec: DatasetSpec, epochs: int, fold: int, trial: int) -> dict:
+    """Everything that determines a run's outcome; its hash decides whether a stored run is reusable."""
+    return {"submission": sub.name, "params": sub.params(), "dataset": spec.name,
+            "dataset_version": spec.version, "epochs": epochs, "fold": fold, "trial": trial,
+            "seed": seed_for(fold, trial)}
+
+
+def _normalizer(recipe_normalize: str, train_features: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    if recipe_normalize == "global":
+        mean, std = A.global_stats(train_features)
+        return lambda x: A.normalize_global(x, mean, std)
+    if recipe_normalize == "minmax":
+        return A.normalize_minmax
+    return lambda x: x
+
+
+def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: int, device: torch.device,
+            data_root: Path | None = None, on_epoch=lambda epoch, row: None) -> dict:
+    """Train on every fold but ``fold``, then evaluate on ``fold``; returns the result record."""
+    start = time.perf_counter()
+    seed = seed_for(fold, trial)
+    generator = seed_everything(seed, deterministic=device.type == "cpu")
+    data = load_dataset(spec, data_root, sub.frontend.sample_rate)
+    train_idx, test_idx = np.flatnonzero(data.folds != fold), np.flatnonzero(data.folds == fold)
+    if not len(test_idx):
+        raise ValueError(f"fold {fold} of {spec.name} is empty; it has folds 1..{spec.num_folds}")
+    is_val = validation_mask(data.y[train_idx], sub.recipe.val_fraction, seed)
+    fit_idx, val_idx = train_idx[~is_val], train_idx[is_val]
+
+    features = compute_features(sub.frontend, data.x, fit_idx, device)
+    normalize = _normalizer(sub.recipe.normalize, features)
+    x_val = normalize(compute_features(sub.frontend, data.x, val_idx, device)) if len(val_idx) else None
+    y = lambda idx: torch.from_numpy(data.y[idx]).to(device)
+    model = build_model(sub, spec.num_classes, in_chans=features.shape[1] if features.dim() == 4 else 1).to(device)
+    ctx = TrainContext(sub, model, normalize(features), y(fit_idx), x_val, y(val_idx) if len(val_idx) else None,
+                       epochs, spec.num_classes, device, generator, on_epoch)
+    fitted = (sub.fit or fit_default)(ctx)
+    del ctx, features
+
+    # the test fold reaches the model only here, after training and model selection are over
+    x_test = normalize(compute_features(sub.frontend, data.x, test_idx, device))
+    pred = predict(fitted.model, x_test, device).argmax(1).cpu().numpy()
+    config = run_config(sub, spec, epochs, fold, trial)
+    return {
+        "schema": R.SCHEMA, "status": "ok",
+        "submission": sub.name, "dataset": spec.name, "dataset_version": spec.version,
+        "epochs": epochs, "fold": fold, "trial": trial, "seed": seed,
+        "config": config, "config_hash": config_hash(config), "source_hash": sub.source_hash(),
+        "fold_fingerprint": data.fold_fingerprint,
+        "model": sub.model_name, "frontend": sub.frontend.summary(), "pretrained": bool(sub.pretrained),
+        "tta": sub.tta,
+        "n_train": int(len(fit_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
+        "metrics": classification_metrics(data.y[test_idx], pred, spec.num_classes),
+        "predictions": pred.tolist(), "curves": fitted.curves,
+        "git": R.git_state(), "versions": R.package_versions(), "device": device.type,
+        "hardware": R.hardware(device), "wall_time_s": round(time.perf_counter() - start, 3),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@dataclass
+class GridReport:
+    done: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def run_grid(sub: Submission, spec: DatasetSpec, folds: list[int], trials: int, epochs: int,
+             device: torch.device, results_root: Path, data_root: Path | None = None) -> GridReport:
+    """Run every missing (fold, trial); finished ones are skipped, failures recorded and listed."""
+    from tqdm import tqdm
+
+    report = GridReport()
+    jobs = [(f, t) for t in range(1, trials + 1) for f in folds]
+    bar = tqdm(jobs, desc=f"{sub.name} on {spec.name} ({epochs} ep)", unit="run")
+    for fold, trial in bar:
+        path = R.result_path(results_root, spec.name, sub.name, epochs, fold, trial)
+        if R.is_finished(path, config_hash(run_config(sub, spec, epochs, fold, trial))):
+            report.skipped.append(path)
+            continue
+        bar.set_postfix_str(f"fold {fold} trial {trial}")
+        show = lambda epoch, row: bar.set_postfix_str(
+            f"fold {fold} trial {trial} epoch {epoch}/{epochs} loss {row['train_loss']:.3f}")
+        try:
+            record = run_one(sub, spec, fold, trial, epochs, device, data_root, show)
+        except Exception as err:  # one failed run must not stop or lose the others
+            record = {"schema": R.SCHEMA, "status": "failed", "submission": sub.name, "dataset": spec.name,
+                      "epochs": epochs, "fold": fold, "trial": trial, "error": f"{type(err).__name__}: {err}",
+                      "traceback": traceback.format_exc(limit=-3)}
+            report.failed.append((path, record["error"]))
+        R.write_json_atomic(path, record)
+        if record["status"] == "ok":
+            report.done.append(path)
+            bar.write(f"  fold {fold} trial {trial}: accuracy {record['metrics']['accuracy']:.4f} "
+                      f"macro-F1 {record['metrics']['macro_f1']:.4f} ({record['wall_time_s']:.1f} s)")
+    return report

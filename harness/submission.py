@@ -1,0 +1,173 @@
+"""Submissions: one file in ``submissions/`` registers a factory with ``@register_submission``.
+
+    @register_submission
+    def small_cnn() -> Submission:
+        return Submission(frontend=LogMel(8000, n_mels=64), model=SmallCNN, recipe=Recipe(lr=3e-3))
+
+The factory's name is the submission's name and its docstring is its documentation.
+Everything a run depends on is readable through ``Submission.params()``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import inspect
+import json
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from harness.catalog import PROJECT_ROOT
+from harness.frontends import Frontend
+from harness.registry import Registry
+
+SUBMISSIONS_DIR = PROJECT_ROOT / "submissions"
+
+
+class SubmissionError(RuntimeError):
+    """A submission that cannot be loaded or breaks the plug-in contract."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The training recipe the harness's default loop follows.
+
+    Args:
+        epochs: default epoch budget (a run's ``--epochs`` overrides it).
+        batch_size: items per step; the last incomplete batch of an epoch is dropped.
+        optimizer: ``adamw`` | ``adam`` | ``sgd`` (momentum 0.9).
+        lr: peak learning rate. weight_decay: decoupled for adamw, L2 otherwise.
+        schedule: ``onecycle`` (cosine one-cycle, 25% warm-up) | ``constant``.
+        mixup: Beta(alpha, alpha) mixup; 0 disables it.
+        normalize: ``global`` (mean/std of the training features) | ``minmax`` (per item) | ``none``.
+        freq_mask, time_mask: SpecAugment mask widths in bins (0 disables).
+        time_shift: random roll up to this fraction of the width, filled with ``time_shift_fill``.
+        val_fraction: carve this stratified share of the training folds for choosing the best epoch.
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "onecycle"
+    mixup: float = 0.0
+    normalize: str = "global"
+    freq_mask: int = 0
+    time_mask: int = 0
+    time_shift: float = 0.0
+    time_shift_fill: float = 0.0
+    val_fraction: float = 0.0
+
+
+@dataclass
+class Submission:
+    """A front-end, a model factory and a recipe; optionally a replacement training loop.
+
+    Args:
+        frontend: a ``harness.frontends.Frontend`` (``LogMel``, ``Waveform``, ``Image``).
+        model: a timm model name, or a callable ``model(num_classes=..., **model_kwargs)``.
+        recipe: the ``Recipe`` for the default loop.
+        model_kwargs: extra arguments for the model factory.
+        pretrained: False, True (timm's ImageNet weights) or a path to a local checkpoint.
+        fit: optional ``fit(ctx) -> FitResult`` replacing ``harness.training.fit_default``.
+        published: figures the seed publishes, e.g. ``{"esc50": {"epochs": 80, "accuracy": 89.54}}``.
+        seed: the seed document the recipe comes from.
+        tta: whether evaluation uses test-time augmentation (shown on the leaderboard).
+    """
+
+    frontend: Frontend
+    model: str | Callable[..., nn.Module]
+    recipe: Recipe = field(default_factory=Recipe)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained: bool | str = False
+    fit: Callable | None = None
+    published: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seed: str = ""
+    tta: bool = False
+    name: str = ""
+    doc: str = ""
+    source_file: str = ""
+
+    @property
+    def model_name(self) -> str:
+        return self.model if isinstance(self.model, str) else getattr(self.model, "__name__", repr(self.model))
+
+    def params(self) -> dict[str, Any]:
+        """Every hyperparameter, JSON-ready: what is logged, hashed and compared."""
+        return {
+            "frontend": self.frontend.params(),
+            "model": self.model_name,
+            "model_kwargs": self.model_kwargs,
+            "pretrained": self.pretrained if isinstance(self.pretrained, bool) else "checkpoint",
+            "recipe": dataclasses.asdict(self.recipe),
+            "fit": None if self.fit is None else self.fit.__qualname__,
+            "tta": self.tta,
+        }
+
+    def source_hash(self) -> str:
+        """sha256 of the submission's file: any edit to it changes the hash."""
+        return hashlib.sha256(Path(self.source_file).read_bytes()).hexdigest() if self.source_file else ""
+
+    def with_recipe(self, **changes) -> "Submission":
+        return dataclasses.replace(self, recipe=dataclasses.replace(self.recipe, **changes))
+
+
+SUBMISSIONS: Registry[Callable[[], Submission]] = Registry("submission")
+
+
+def register_submission(factory: Callable[[], Submission]) -> Callable[[], Submission]:
+    """Register a submission factory under its function name (one line, like timm's)."""
+    SUBMISSIONS.add(factory.__name__, factory)
+    return factory
+
+
+def _user_frame(err: BaseException, path: Path) -> str:
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == path]
+    return f"{path}:{frames[-1].lineno}" if frames else str(path)
+
+
+def load_submission_file(path: Path) -> None:
+    """Import one submission file; errors name the file and line."""
+    name = f"submissions.{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        sys.modules.pop(name, None)
+        raise SubmissionError(f"{_user_frame(err, path)}: cannot import submission ({type(err).__name__}: {err})") from err
+
+
+def load_submissions(folder: Path | None = None) -> Registry[Callable[[], Submission]]:
+    """Import every ``*.py`` in the submissions folder (once) and return the registry."""
+    folder = Path(folder or SUBMISSIONS_DIR)
+    for path in sorted(folder.glob("*.py")):
+        if not path.name.startswith("_") and f"submissions.{path.stem}" not in sys.modules:
+            load_submission_file(path)
+    return SUBMISSIONS
+
+
+def get_submission(name: str) -> Submission:
+    """Build a registered submission, filled in with its name, docstring and source file."""
+    factory = load_submissions().get(name)
+    path = Path(inspect.getsourcefile(factory))
+    try:
+        sub = factory()
+    except Exception as err:
+        raise SubmissionError(f"{_user_frame(err, path)}: {name}() failed ({type(err).__name__}: {err})") from err
+    if not isinstance(sub, Submission):
+        raise SubmissionError(f"{path}: {name}() must return a harness.Submission, got {type(sub).__name__}")
+    sub.name, sub.source_file = name, str(path)
+    sub.doc = inspect.getdoc(factory) or ""
+    return sub
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]

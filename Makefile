@@ -1,0 +1,23 @@
+# `make leaderboard` runs the missing runs of leaderboard/grid.toml and renders the leaderboard;
+# `make test` runs the test suite. Both create the virtual environment on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test leaderboard bench verify
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+leaderboard: $(STAMP)
+	$(BIN)/bench grid
+	$(BIN)/bench leaderboard

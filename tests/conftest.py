@@ -1,0 +1,63 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+@pytest.fixture(autouse=True)
+def isolated_roots(tmp_path, monkeypatch):
+    """Every test gets its own data root and result store; nothing touches the user's."""
+    monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("BENCH_RESULTS", str(tmp_path / "results"))
+    monkeypatch.delenv("BENCH_DATASETS", raising=False)
+    return tmp_path
+
+
+def write_wav(path: Path, seconds: float = 0.3, sr: int = 8000, freq: float = 440.0, channels: int = 1):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * sr)) / sr
+    wave = 0.5 * np.sin(2 * np.pi * freq * t)
+    sf.write(path, np.stack([wave] * channels, axis=1) if channels > 1 else wave, sr)
+
+
+def make_digit_folder(folder: Path, digits=(0, 1), speakers=("anna", "bob"), indices=range(10)) -> Path:
+    """A tiny FSDD-shaped folder: {digit}_{speaker}_{index}.wav."""
+    for d in digits:
+        for s in speakers:
+            for i in indices:
+                write_wav(folder / f"{d}_{s}_{i}.wav", freq=300 + 200 * d + i)
+    return folder
+
+
+TINY_CATALOG = """
+[tiny]
+version = "1"
+kind = "audio"
+url = "{url}"
+archive_sha256 = "{sha}"
+archive_root = "tiny-1.0/recordings"
+fingerprint = "{fingerprint}"
+sample_rate = 8000
+clip_seconds = 0.5
+num_classes = 2
+class_names = ["0", "1"]
+metadata = {{ format = "filename", pattern = '^(?P<digit>\\d)_(?P<speaker>[a-z]+)_(?P<index>\\d+)\\.wav$', label = "digit" }}
+folds = {{ protocol = "by_index", k = 2, field = "index", size = 5 }}
+"""
+
+
+@pytest.fixture
+def tiny_catalog(tmp_path):
+    """Write a catalog declaring the tiny dataset; returns a function taking url/sha/fingerprint."""
+    def write(url="", sha="", fingerprint="") -> Path:
+        path = tmp_path / "datasets.toml"
+        path.write_text(TINY_CATALOG.format(url=url, sha=sha, fingerprint=fingerprint))
+        return path
+    return write
+
+
+def fsdd_source() -> Path | None:
+    path = os.environ.get("BENCH_FSDD_SOURCE")
+    return Path(path) if path and Path(path).is_dir() else None

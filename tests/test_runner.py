@@ -1,0 +1,98 @@
+"""The real pipeline end to end on the synthetic dataset: run, resume, render."""
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from harness import runner
+from harness.catalog import load_catalog
+from harness.cli import main
+from harness.results import iter_results
+from harness.submission import get_submission
+
+SYNTH = load_catalog().get("synthetic")
+
+
+def grid(results, folds=(1, 2), epochs=1):
+    return runner.run_grid(get_submission("small_cnn"), SYNTH, list(folds), 1, epochs, torch.device("cpu"), results)
+
+
+def test_cli_run_then_leaderboard(tmp_path):
+    cli = CliRunner()
+    out = cli.invoke(main, ["run", "-s", "small_cnn", "-d", "synthetic", "--folds", "1,2", "--epochs", "2"])
+    assert out.exit_code == 0, out.output
+    records = [r for _, r in iter_results(tmp_path / "results")]
+    assert len(records) == 2 and all(r["status"] == "ok" for r in records)
+    rec = records[0]
+    for key in ("config_hash", "source_hash", "fold_fingerprint", "git", "versions", "hardware", "curves", "seed"):
+        assert key in rec
+    assert len(rec["curves"]) == 2 and rec["seed"] == 1000 * rec["trial"] + rec["fold"]
+    assert sum(map(sum, rec["metrics"]["confusion"])) == rec["n_test"] == 24
+    board = tmp_path / "board.md"
+    out = cli.invoke(main, ["leaderboard", "--output", str(board)])
+    assert out.exit_code == 0, out.output
+    text = board.read_text()
+    assert "### synthetic, 2 epochs" in text and "small_cnn" in text and "2 (2 folds × 1 trials)" in text
+    assert "standard deviation" in text and "fold 2" in text
+
+
+def test_resume_skips_finished_runs_and_redoes_interrupted_ones(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    first = grid(results)
+    assert len(first.done) == 2
+    first.done[1].unlink()  # as if the grid was killed before the second run was written
+    calls = []
+    real = runner.run_one
+    monkeypatch.setattr(runner, "run_one", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    second = grid(results)
+    assert calls == [2] and len(second.skipped) == 1 and len(second.done) == 1
+
+
+def test_interrupt_keeps_finished_runs_and_writes_no_partial_one(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    real = runner.run_one
+
+    def interrupted(*args, **kwargs):
+        if args[2] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_one", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        grid(results)
+    files = sorted(p.name for p in results.rglob("*") if p.is_file())
+    assert files == ["fold1-trial1.json"]
+    monkeypatch.setattr(runner, "run_one", real)
+    assert len(grid(results).skipped) == 1
+
+
+def test_changed_config_is_not_skipped(tmp_path):
+    results = tmp_path / "results"
+    grid(results, folds=(1,))
+    sub = get_submission("small_cnn").with_recipe(lr=1e-4)
+    report = runner.run_grid(sub, SYNTH, [1], 1, 1, torch.device("cpu"), results)
+    assert len(report.done) == 1 and not report.skipped
+
+
+def test_same_seed_gives_identical_predictions_on_cpu():
+    sub = get_submission("small_cnn")
+    a = runner.run_one(sub, SYNTH, 3, 1, 2, torch.device("cpu"))
+    b = runner.run_one(sub, SYNTH, 3, 1, 2, torch.device("cpu"))
+    assert a["predictions"] == b["predictions"] and a["curves"][-1]["train_loss"] == b["curves"][-1]["train_loss"]
+
+
+def test_failed_run_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    real = runner.run_one
+
+    def flaky(*args, **kwargs):
+        if args[2] == 1:
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_one", flaky)
+    report = grid(results)
+    assert len(report.done) == 1 and report.failed[0][1] == "RuntimeError: boom"
+    failed = json.loads(report.failed[0][0].read_text())
+    assert failed["status"] == "failed"

@@ -35,6 +35,13 @@ TOP_KEYS = {
     "metadata", "folds", "image_size", "per_class",
 }
 REQUIRED = {"version", "kind", "num_classes", "folds"}
+TYPES = {
+    "version": str, "kind": str, "source": str, "description": str, "url": str, "archive_sha256": str,
+    "archive_root": str, "fingerprint": str, "sample_rate": int, "clip_seconds": (int, float),
+    "length_policy": str, "num_classes": int, "class_names": list, "metadata": dict, "folds": dict,
+    "image_size": list, "per_class": int,
+}
+POSITIVE = ("sample_rate", "clip_seconds", "num_classes", "per_class")
 
 
 class CatalogError(ValueError):
@@ -92,6 +99,16 @@ def parse_spec(name: str, table: dict[str, Any], origin: str = "datasets.toml") 
     missing = REQUIRED - set(table)
     if missing:
         raise CatalogError(f"{where}: missing required key(s) {', '.join(sorted(missing))}")
+    for key, value in table.items():
+        if not isinstance(value, TYPES[key]) or isinstance(value, bool):
+            raise CatalogError(f"{where}: {key} must be of type {getattr(TYPES[key], '__name__', 'number')}, got {value!r}")
+        if key in POSITIVE and value <= 0:
+            raise CatalogError(f"{where}: {key} must be positive, got {value!r}")
+    if not all(isinstance(n, str) for n in table.get("class_names", [])):
+        raise CatalogError(f"{where}: class_names must be strings")
+    if not (isinstance(table["folds"].get("k", 0), int) and all(
+            isinstance(table["folds"].get(k, 0), (int, float)) for k in ("size", "seed", "test_fraction"))):
+        raise CatalogError(f"{where}: folds.k, size and seed must be integers")
     _check_choice(where, "kind", table["kind"], KINDS)
     _check_choice(where, "length_policy", table.get("length_policy", "pad"), LENGTH_POLICIES)
     folds = dict(table["folds"])

@@ -67,14 +67,15 @@ def list_(obj: Context):
 @click.option("--from", "from_path", type=click.Path(exists=True, path_type=Path),
               help="Import a local folder or archive instead of downloading.")
 @click.option("--force", is_flag=True, help="Re-import even if the dataset is present.")
+@click.option("--skip-bad", is_flag=True, help="Leave unreadable files out (recorded) instead of stopping.")
 @click.pass_obj
-def fetch(obj: Context, name: str, from_path: Path | None, force: bool):
+def fetch(obj: Context, name: str, from_path: Path | None, force: bool, skip_bad: bool):
     """Download or import dataset NAME into the data root, verifying its fingerprint."""
     from harness import fetch as fetch_mod
 
     spec = obj.catalog.get(name)
     source = obj.catalog.get(spec.source) if spec.source in obj.catalog else spec
-    _, report = fetch_mod.fetch(source, obj.data_root, from_path, force)
+    _, report = fetch_mod.fetch(source, obj.data_root, from_path, force, skip_bad)
     click.echo(report)
 
 

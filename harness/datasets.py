@@ -55,6 +55,7 @@ class Dataset:
     class_names: tuple[str, ...]
     sample_rate: int
     fold_fingerprint: str
+    excluded: tuple[str, ...] = ()
 
 
 # --- listing clips -----------------------------------------------------------------------
@@ -77,7 +78,7 @@ def _assign_folds(spec: DatasetSpec, labels: np.ndarray, fields: list[dict[str, 
         if protocol == "holdout":
             return F.holdout_folds(labels, spec.folds.get("test_fraction", 0.1), spec.folds.get("seed", 0))
         return F.stratified_folds(labels, k, spec.folds.get("seed", 0))
-    except (F.FoldError, ValueError, KeyError) as err:
+    except (F.FoldError, ValueError, KeyError, TypeError) as err:
         raise DatasetError(f"{where}: cannot assign folds ({err})") from None
 
 
@@ -85,31 +86,67 @@ def _csv_rows(spec: DatasetSpec, folder: Path) -> list[dict[str, str]]:
     meta = folder / spec.metadata["path"]
     if not meta.is_file():
         raise DatasetError(f"{meta}: metadata file not found; run `bench fetch {spec.source}`")
-    with open(meta, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with open(meta, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise DatasetError(f"{meta}: not a readable CSV file ({err})") from None
+    for line, row in enumerate(rows, start=2):
+        if None in row.values() or None in row:
+            raise DatasetError(f"{meta}: row {line} has {'missing' if None in row.values() else 'extra'} cells")
     where = spec.metadata.get("where", {})
     return [r for r in rows if all(r.get(col) == val for col, val in where.items())]
 
 
-def list_clips(spec: DatasetSpec, folder: Path) -> ClipTable:
-    """Read the metadata of a dataset folder into a ``ClipTable`` (no audio is decoded)."""
+EXCLUDED = ".excluded.tsv"  # files left out by `bench fetch --skip-bad`, with their reasons
+
+
+def excluded_files(folder: Path) -> dict[str, str]:
+    """The files an import left out (relative path -> reason); empty for a clean import."""
+    path = folder / EXCLUDED
+    if not path.is_file():
+        return {}
+    return dict(line.split("\t", 1) for line in path.read_text().splitlines() if "\t" in line)
+
+
+def _check_duplicates(files: list[str], where: str) -> None:
+    seen: dict[str, int] = {}
+    for row, name in enumerate(files, start=2):  # row 1 is the header
+        if name in seen:
+            raise DatasetError(f"{where}: duplicate rows for {name!r} (rows {seen[name]} and {row}); keep one")
+        seen[name] = row
+
+
+def list_clips(spec: DatasetSpec, folder: Path, skip: set[str] | None = None) -> ClipTable:
+    """Read the metadata of a dataset folder into a ``ClipTable`` (no audio is decoded).
+
+    Files in ``skip`` (default: those an import excluded) are left out of the table.
+    """
+    skip = set(excluded_files(folder)) if skip is None else skip
     fmt = spec.metadata["format"]
     names = spec.class_names
     if fmt == "csv":
         rows = _csv_rows(spec, folder)
-        files = [spec.metadata["audio"].format(**r) for r in rows]
         where = str(folder / spec.metadata["path"])
+        try:
+            files = [spec.metadata["audio"].format(**r) for r in rows]
+        except KeyError as err:
+            raise DatasetError(f"{where}: no column {err} (needed by metadata.audio)") from None
+        _check_duplicates(files, where)
+        rows = [r for r, f in zip(rows, files) if f not in skip]
+        files = [f for f in files if f not in skip]
         labels = [_label_index(spec, names, r[spec.metadata["label"]], where) for r in rows]
         fields = rows
     elif fmt == "filename":
         pattern = re.compile(spec.metadata["pattern"])
-        files = sorted(p.name for p in folder.iterdir() if pattern.match(p.name))
+        files = sorted(p.name for p in folder.iterdir() if pattern.match(p.name) and p.name not in skip)
         fields = [pattern.match(f).groupdict() for f in files]
         labels = [_label_index(spec, names, fld[spec.metadata["label"]], str(folder / name))
                   for name, fld in zip(files, fields)]
     else:  # folders: one sub-folder of images per class
         names = names or tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
-        files = [f"{c}/{p.name}" for c in names for p in sorted((folder / c).glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+        files = [f"{c}/{p.name}" for c in names for p in sorted((folder / c).glob("*"))
+                 if p.suffix.lower() in IMAGE_SUFFIXES and f"{c}/{p.name}" not in skip]
         labels = [names.index(f.split("/")[0]) for f in files]
         fields = [{} for _ in files]
     if not files:
@@ -151,12 +188,28 @@ def decode_audio(path: Path, sample_rate: int) -> np.ndarray:
         wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises several types for unreadable files
         raise DatasetError(f"{path}: cannot decode audio ({err})") from None
+    if wave.shape[0] == 0:
+        raise DatasetError(f"{path}: has no samples (zero-length audio)")
     wave = wave.mean(axis=1)
     if not np.isfinite(wave).all():
         raise DatasetError(f"{path}: contains NaN or infinite samples")
-    if sr != sample_rate and len(wave):
+    if sr != sample_rate:
         wave = AF.resample(torch.from_numpy(wave), sr, sample_rate).numpy()
     return wave
+
+
+def inspect_audio(path: Path) -> tuple[str | None, int, int]:
+    """Check one file for import: (problem or None, channels, sample rate)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+        decode_audio(path, info.samplerate)
+        return None, info.channels, info.samplerate
+    except DatasetError as err:
+        return str(err).split(": ", 1)[-1], 0, 0
+    except Exception as err:
+        return f"cannot decode audio ({err})", 0, 0
 
 
 def decode_image(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -232,7 +285,7 @@ def load_dataset(spec: DatasetSpec, root: Path | None = None, sample_rate: int |
     x = _cached_array(root / "cache" / f"{key}.npy", shape,
                       lambda out: _decode_all(spec, folder, table, sample_rate, out))
     return Dataset(spec, x, table.labels, table.folds, table.ids, table.class_names, sample_rate,
-                   F.fold_fingerprint(table.ids, table.folds))
+                   F.fold_fingerprint(table.ids, table.folds), tuple(sorted(excluded_files(folder))))
 
 
 def current_fold_fingerprint(spec: DatasetSpec, root: Path | None = None) -> str | None:

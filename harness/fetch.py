@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 
 from harness.catalog import DatasetSpec
-from harness.datasets import DatasetError, list_clips
+from harness.datasets import EXCLUDED, DatasetError, list_clips
 
 MARKER = ".fingerprint"  # written into a dataset folder once its content is verified
 
@@ -76,7 +76,8 @@ def download(url: str, dest: Path, expected_sha256: str = "") -> Path:
         if err.code == 416 and have:  # the part file is already complete
             response = None
         else:
-            raise DatasetError(f"download of {url} failed: HTTP {err.code} {err.reason}") from None
+            part.unlink(missing_ok=True)
+            raise DatasetError(f"download of {url} failed: HTTP {err.code} {err.reason}; nothing was kept") from None
     except (urllib.error.URLError, OSError) as err:
         raise DatasetError(
             f"cannot reach {url} ({getattr(err, 'reason', err)}). If this machine is offline, download "
@@ -137,35 +138,65 @@ def safe_extract(archive: Path, target: Path) -> None:
 
 # --- import ------------------------------------------------------------------------------
 
-def _publish(spec: DatasetSpec, source_dir: Path, root: Path) -> Path:
-    """Copy the files the metadata lists into a temporary folder, verify, then rename into place."""
-    table = list_clips(spec, source_dir)
+def _audit(spec: DatasetSpec, source_dir: Path, files: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Every listed file that is missing or cannot be used, with its reason; plus notes said once."""
+    from harness.datasets import inspect_audio
+
+    bad, multichannel, other_rates = {}, 0, set()
+    for rel in files:
+        path = source_dir / rel
+        if not path.is_file():
+            bad[rel] = "listed in the metadata but missing"
+        elif spec.kind == "audio":
+            problem, channels, rate = inspect_audio(path)
+            if problem:
+                bad[rel] = problem
+            multichannel += channels > 1
+            if rate and rate != spec.sample_rate:
+                other_rates.add(rate)
+    notes = []
+    if multichannel:
+        notes.append(f"{multichannel} multichannel file(s) will be downmixed to mono")
+    if other_rates:
+        notes.append(f"files at {sorted(other_rates)} Hz will be resampled to {spec.sample_rate} Hz")
+    return bad, notes
+
+
+def _publish(spec: DatasetSpec, source_dir: Path, root: Path, skip_bad: bool = False) -> tuple[Path, list[str]]:
+    """Audit the listed files, copy the good ones into a temporary folder, verify, rename into place."""
+    table = list_clips(spec, source_dir, skip=set())
+    bad, notes = _audit(spec, source_dir, table.files)
+    if bad and not skip_bad:
+        listing = "\n  ".join(f"{rel}: {why}" for rel, why in sorted(bad.items()))
+        raise DatasetError(f"{len(bad)} bad file(s) in {source_dir}, nothing was imported:\n  {listing}\n"
+                           f"Fix or remove them, or run `bench fetch {spec.source} --skip-bad` to leave them out.")
     extra = [spec.metadata["path"]] if spec.metadata.get("format") == "csv" else []
     staging = Path(tempfile.mkdtemp(prefix=f".{spec.source}-", dir=root))
     try:
-        for rel in extra + table.files:
-            src = source_dir / rel
-            if not src.is_file():
-                raise DatasetError(f"{src}: listed in the metadata but missing")
+        for rel in extra + [f for f in table.files if f not in bad]:
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, staging / rel)
+            shutil.copyfile(source_dir / rel, staging / rel)
         fingerprint = content_fingerprint(staging)
         if spec.fingerprint and fingerprint != spec.fingerprint:
             raise DatasetError(
                 f"{source_dir}: content fingerprint {fingerprint[:12]}… does not match the declared "
                 f"{spec.fingerprint[:12]}… of {spec.name!r} (wrong version, or modified files); nothing was imported."
             )
+        if bad:
+            (staging / EXCLUDED).write_text("".join(f"{rel}\t{why}\n" for rel, why in sorted(bad.items())))
+            notes.append(f"{len(bad)} bad file(s) left out, listed in {spec.source}/{EXCLUDED}")
         (staging / MARKER).write_text(fingerprint + "\n")
         final = root / spec.source
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
-        return final
+        return final, notes
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def fetch(spec: DatasetSpec, root: Path, from_path: Path | None = None, force: bool = False) -> tuple[Path, str]:
+def fetch(spec: DatasetSpec, root: Path, from_path: Path | None = None, force: bool = False,
+          skip_bad: bool = False) -> tuple[Path, str]:
     """Make ``spec`` available under ``root``; returns the folder and a one-line report."""
     root.mkdir(parents=True, exist_ok=True)
     if spec.kind == "synthetic":
@@ -192,12 +223,12 @@ def fetch(spec: DatasetSpec, root: Path, from_path: Path | None = None, force: b
         elif not from_path.is_dir():
             raise DatasetError(f"{from_path}: no such file or folder")
         source_dir = _find_source_dir(spec, from_path)
-        folder = _publish(spec, source_dir, root)
+        folder, notes = _publish(spec, source_dir, root, skip_bad)
     fingerprint = (folder / MARKER).read_text().strip()
-    note = "" if spec.fingerprint else (
-        f"; no fingerprint is declared for {spec.name}, so this one is now pinned locally: "
-        f"add fingerprint = \"{fingerprint}\" to datasets.toml to pin it for everyone")
-    return folder, f"{spec.name} imported into {folder} ({fingerprint[:12]}…){note}"
+    if not spec.fingerprint:
+        notes.append(f"no fingerprint is declared for {spec.name}, so this one is now pinned locally: "
+                     f"add fingerprint = \"{fingerprint}\" to datasets.toml to pin it for everyone")
+    return folder, "; ".join([f"{spec.name} imported into {folder} ({fingerprint[:12]}…)", *notes])
 
 
 def _find_source_dir(spec: DatasetSpec, folder: Path) -> Path:

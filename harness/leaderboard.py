@@ -94,6 +94,8 @@ def collect(results_root: Path, submissions: Registry, specs: Registry[DatasetSp
     for path, record in R.iter_results(results_root):
         if record is None:
             excluded.append((path, "unreadable or corrupt JSON"))
+        elif not R.is_sealed(record):
+            excluded.append((path, "checksum mismatch: edited by hand or damaged"))
         elif record.get("status") != "ok":
             excluded.append((path, f"failed: {record.get('error', 'unknown error')}"))
         elif problem := provenance_problem(record, submissions, specs, current):
@@ -132,7 +134,8 @@ def _section(dataset: str, epochs: int, rows: list[Row], published: dict[str, di
             "pretrained": "yes" if first.get("pretrained") else "no",
             "accuracy %": _fmt([r["metrics"]["accuracy"] for r in recs]),
             "macro-F1 %": _fmt([r["metrics"]["macro_f1"] for r in recs]),
-            "runs": f"{len(recs)} ({len({r['fold'] for r in recs})} folds × {len({r['trial'] for r in recs})} trials)",
+            "runs": f"{len(recs)} ({len({r['fold'] for r in recs})} folds × {len({r['trial'] for r in recs})} trials)"
+                    + (f", {len(first['excluded_files'])} bad files left out" if first.get("excluded_files") else ""),
             "s/run": f"{np.mean([r['wall_time_s'] for r in recs]):.1f}",
             "hardware": ", ".join(sorted({r["hardware"] for r in recs})),
             "published": _published_text(pub),

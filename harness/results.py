@@ -5,6 +5,7 @@ the runner skips exactly those, so an interrupted grid resumes where it stopped.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -28,6 +29,20 @@ def results_root(override: str | Path | None = None) -> Path:
 
 def result_path(root: Path, dataset: str, submission: str, epochs: int, fold: int, trial: int) -> Path:
     return root / dataset / submission / f"e{epochs}" / f"fold{fold}-trial{trial}.json"
+
+
+def _digest(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def seal(record: dict[str, Any]) -> dict[str, Any]:
+    """Add a checksum over the record, so a hand-edited result is detected and not ranked."""
+    return {**record, "checksum": _digest(record)}
+
+
+def is_sealed(record: dict[str, Any]) -> bool:
+    return record.get("checksum") == _digest(record)
 
 
 def write_json_atomic(path: Path, record: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Run a submission on a dataset: one (fold, trial) at a time, each stored as it finishes."""
 from __future__ import annotations
 
+import signal
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from harness.datasets import load_dataset
 from harness.folds import validation_mask
 from harness.metrics import classification_metrics
 from harness.seeds import seed_everything, seed_for
-from harness.submission import Submission, config_hash
+from harness.submission import Submission, SubmissionError, config_hash
 from harness.training import TrainContext, compute_features, fit_default, predict
 
 
@@ -77,6 +78,7 @@ def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: i
     x_val = normalize(compute_features(sub.frontend, data.x, val_idx, device)) if len(val_idx) else None
     y = lambda idx: torch.from_numpy(data.y[idx]).to(device)
     model = build_model(sub, spec.num_classes, in_chans=features.shape[1] if features.dim() == 4 else 1).to(device)
+    check_output_shape(sub, model, features[:2], spec.num_classes)
     ctx = TrainContext(sub, model, normalize(features), y(fit_idx), x_val, y(val_idx) if len(val_idx) else None,
                        epochs, spec.num_classes, device, generator, on_epoch)
     fitted = (sub.fit or fit_default)(ctx)
@@ -94,6 +96,7 @@ def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: i
         "fold_fingerprint": data.fold_fingerprint,
         "model": sub.model_name, "frontend": sub.frontend.summary(), "pretrained": bool(sub.pretrained),
         "tta": sub.tta,
+        "excluded_files": list(data.excluded),
         "n_train": int(len(fit_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
         "metrics": classification_metrics(data.y[test_idx], pred, spec.num_classes),
         "predictions": pred.tolist(), "curves": fitted.curves,
@@ -101,6 +104,33 @@ def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: i
         "hardware": R.hardware(device), "wall_time_s": round(time.perf_counter() - start, 3),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def check_output_shape(sub: Submission, model: nn.Module, probe: torch.Tensor, num_classes: int) -> None:
+    """One forward pass on two items before training: a wrong head fails at once, by name."""
+    with torch.no_grad():
+        model.eval()
+        shape = tuple(model(probe).shape)
+    if shape != (len(probe), num_classes):
+        raise SubmissionError(f"{sub.source_file}: model {sub.model_name} returns shape {shape} for a batch of "
+                              f"{len(probe)}, expected ({len(probe)}, {num_classes}) (batch, num_classes)")
+
+
+def describe_failure(err: BaseException, sub: Submission) -> str:
+    """One line: where in the submission it broke (file:line), what, and what to try."""
+    from harness.submission import _user_frame
+
+    where = _user_frame(err, Path(sub.source_file)) if sub.source_file else ""
+    text = f"{type(err).__name__}: {err}"
+    if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower():
+        half = max(1, sub.recipe.batch_size // 2)
+        text = (f"out of memory at batch size {sub.recipe.batch_size}; try Recipe(batch_size={half}) "
+                f"in {sub.source_file or 'the submission'}")
+    return f"{where}: {text}" if where and where != sub.source_file else text
+
+
+class GridInterrupted(KeyboardInterrupt):
+    """SIGTERM during a grid: handled like Ctrl-C, finished runs stay, the current one is dropped."""
 
 
 @dataclass
@@ -113,6 +143,17 @@ class GridReport:
 def run_grid(sub: Submission, spec: DatasetSpec, folds: list[int], trials: int, epochs: int,
              device: torch.device, results_root: Path, data_root: Path | None = None) -> GridReport:
     """Run every missing (fold, trial); finished ones are skipped, failures recorded and listed."""
+    def on_sigterm(signum, frame):
+        raise GridInterrupted("terminated (SIGTERM); finished runs are kept, re-run to resume")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root) -> GridReport:
     from tqdm import tqdm
 
     report = GridReport()
@@ -130,10 +171,10 @@ def run_grid(sub: Submission, spec: DatasetSpec, folds: list[int], trials: int, 
             record = run_one(sub, spec, fold, trial, epochs, device, data_root, show)
         except Exception as err:  # one failed run must not stop or lose the others
             record = {"schema": R.SCHEMA, "status": "failed", "submission": sub.name, "dataset": spec.name,
-                      "epochs": epochs, "fold": fold, "trial": trial, "error": f"{type(err).__name__}: {err}",
+                      "epochs": epochs, "fold": fold, "trial": trial, "error": describe_failure(err, sub),
                       "traceback": traceback.format_exc(limit=-3)}
             report.failed.append((path, record["error"]))
-        R.write_json_atomic(path, record)
+        R.write_json_atomic(path, R.seal(record))
         if record["status"] == "ok":
             report.done.append(path)
             bar.write(f"  fold {fold} trial {trial}: accuracy {record['metrics']['accuracy']:.4f} "

@@ -74,7 +74,8 @@ def read_result(path: Path) -> dict[str, Any] | None:
 
 def is_finished(path: Path, config_hash: str) -> bool:
     record = read_result(path)
-    return bool(record) and record.get("status") == "ok" and record.get("config_hash") == config_hash
+    return (bool(record) and is_sealed(record) and record.get("status") == "ok"
+            and record.get("config_hash") == config_hash)
 
 
 def iter_results(root: Path) -> Iterator[tuple[Path, dict[str, Any] | None]]:

@@ -84,3 +84,31 @@ def random_time_shift(x: torch.Tensor, max_frac: float, fill: float, generator: 
     frac = torch.rand(n, generator=generator) * max_frac
     sign = torch.where(torch.rand(n, generator=generator) < 0.5, -1, 1)
     return shift_time(x, sign * (frac * t).long(), fill)
+
+
+def trim_silence(wave: torch.Tensor, top_db: float = 60.0, frame: int = 2048, hop: int = 512) -> torch.Tensor:
+    """Cut leading and trailing silence from one 1-D clip (librosa.effects.trim's rule).
+
+    A frame is silent when its RMS is more than ``top_db`` below the loudest frame's; the clip
+    is kept from the first non-silent frame's start to the last one's end. All-silent clips
+    are returned unchanged.
+    """
+    if wave.numel() == 0:
+        return wave
+    padded = torch.nn.functional.pad(wave, (frame // 2, frame // 2))
+    frames = padded.unfold(0, frame, hop) if len(padded) >= frame else padded[None]
+    rms_db = 10 * torch.log10(frames.pow(2).mean(-1).clamp_min(1e-20))
+    loud = torch.nonzero(rms_db > rms_db.max() - top_db).flatten()
+    if rms_db.max() <= -190 or not len(loud):
+        return wave
+    start = int(loud[0]) * hop
+    end = min(len(wave), (int(loud[-1]) + 1) * hop)
+    return wave[start:end]
+
+
+def tile_time(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Repeat ``x`` along its last axis until it is at least ``frames`` long, then crop from the start."""
+    if x.shape[-1] == 0:
+        return x.new_zeros(*x.shape[:-1], frames)
+    reps = -(-frames // x.shape[-1])
+    return x.repeat(*([1] * (x.dim() - 1)), reps)[..., :frames]

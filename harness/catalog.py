@@ -27,7 +27,7 @@ FOLD_KEYS = {
     "official": {"protocol", "k"},
     "by_index": {"protocol", "k", "field", "size"},
     "stratified": {"protocol", "k", "seed"},
-    "holdout": {"protocol", "k", "seed", "test_fraction"},
+    "holdout": {"protocol", "k", "seed", "test_fraction"},  # k: folds of the split (1 / test_fraction)
 }
 TOP_KEYS = {
     "version", "kind", "source", "description", "url", "archive_sha256", "archive_root",
@@ -78,6 +78,11 @@ class DatasetSpec:
     @property
     def num_folds(self) -> int:
         return int(self.folds["k"])
+
+    @property
+    def eval_folds(self) -> list[int]:
+        """Test folds of a full evaluation: fold 1 only for a holdout split, else every fold."""
+        return [1] if self.folds["protocol"] == "holdout" else list(range(1, self.num_folds + 1))
 
 
 def _check_keys(where: str, keys: set[str], allowed: set[str]) -> None:

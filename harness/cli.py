@@ -12,7 +12,8 @@ from harness.registry import UnknownNameError
 from harness.results import results_root
 from harness.submission import SubmissionError, get_submission, load_submissions
 
-USER_ERRORS = (CatalogError, DatasetError, UnknownNameError, SubmissionError, FileNotFoundError, ValueError)
+USER_ERRORS = (CatalogError, DatasetError, UnknownNameError, SubmissionError, FileNotFoundError, ValueError,
+               RuntimeError)
 DEFAULT_GRID = PROJECT_ROOT / "leaderboard" / "grid.toml"
 
 
@@ -79,9 +80,10 @@ def fetch(obj: Context, name: str, from_path: Path | None, force: bool, skip_bad
     click.echo(report)
 
 
-def parse_folds(text: str, k: int) -> list[int]:
+def parse_folds(text: str, spec) -> list[int]:
+    k = spec.num_folds
     if text == "all":
-        return list(range(1, k + 1))
+        return spec.eval_folds
     folds = [int(f) for f in text.split(",")]
     bad = [f for f in folds if not 1 <= f <= k]
     if bad:
@@ -89,12 +91,17 @@ def parse_folds(text: str, k: int) -> list[int]:
     return folds
 
 
-def _run(obj: Context, submission: str, dataset: str, folds: str, trials: int, epochs: int | None, device: str):
+def _run(obj: Context, submission: str, dataset: str, folds: str, trials: int, epochs: int | None, device: str,
+         weights: Path | None = None, random_init: bool = False):
+    import dataclasses
+
     from harness.runner import resolve_device, run_grid
 
     sub = get_submission(submission)
+    if weights or random_init:
+        sub = dataclasses.replace(sub, pretrained=str(weights) if weights else False)
     spec = obj.catalog.get(dataset)
-    report = run_grid(sub, spec, parse_folds(folds, spec.num_folds), trials, epochs or sub.recipe.epochs,
+    report = run_grid(sub, spec, parse_folds(folds, spec), trials, epochs or sub.recipe.epochs,
                       resolve_device(device), obj.results_root, obj.data_root)
     click.echo(f"{submission} on {dataset}: {len(report.done)} run, {len(report.skipped)} already finished, "
                f"{len(report.failed)} failed")
@@ -110,10 +117,13 @@ def _run(obj: Context, submission: str, dataset: str, folds: str, trials: int, e
 @click.option("--trials", default=1, show_default=True)
 @click.option("--epochs", type=int, help="Epoch budget [default: the recipe's].")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Local checkpoint for a pretrained model, instead of downloading.")
+@click.option("--random-init", is_flag=True, help="Train a pretrained-model submission from random weights.")
 @click.pass_obj
-def run(obj: Context, submission, dataset, folds, trials, epochs, device):
+def run(obj: Context, submission, dataset, folds, trials, epochs, device, weights, random_init):
     """Train and evaluate a submission on every (fold, trial); finished runs are skipped."""
-    if _run(obj, submission, dataset, folds, trials, epochs, device).failed:
+    if _run(obj, submission, dataset, folds, trials, epochs, device, weights, random_init).failed:
         raise SystemExit(1)
 
 
@@ -154,3 +164,20 @@ def leaderboard(obj: Context, output: Path):
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     click.echo(f"wrote {output}")
+
+
+@main.command("render-images")
+@click.argument("dataset")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--size", default=128, show_default=True, help="Image height and width in pixels.")
+@click.pass_obj
+def render_images_cmd(obj: Context, dataset: str, out: Path, size: int):
+    """Render audio DATASET as class folders of mel-spectrogram PNGs in OUT (import with `bench fetch --from OUT`)."""
+    from harness.datasets import load_dataset
+    from harness.render import render_images
+
+    spec = obj.catalog.get(dataset)
+    if spec.kind == "image":
+        raise click.ClickException(f"{dataset} is already an image dataset")
+    count = render_images(load_dataset(spec, obj.data_root), out, size)
+    click.echo(f"wrote {count} images to {out}; import them with `bench fetch <image dataset> --from {out}`")

@@ -95,7 +95,8 @@ def _csv_rows(spec: DatasetSpec, folder: Path) -> list[dict[str, str]]:
         if None in row.values() or None in row:
             raise DatasetError(f"{meta}: row {line} has {'missing' if None in row.values() else 'extra'} cells")
     where = spec.metadata.get("where", {})
-    return [r for r in rows if all(r.get(col) == val for col, val in where.items())]
+    # a filter value may be one value or a list of accepted values
+    return [r for r in rows if all(r.get(col) in (val if isinstance(val, list) else [val]) for col, val in where.items())]
 
 
 EXCLUDED = ".excluded.tsv"  # files left out by `bench fetch --skip-bad`, with their reasons

@@ -140,7 +140,7 @@ def safe_extract(archive: Path, target: Path) -> None:
 
 def _audit(spec: DatasetSpec, source_dir: Path, files: list[str]) -> tuple[dict[str, str], list[str]]:
     """Every listed file that is missing or cannot be used, with its reason; plus notes said once."""
-    from harness.datasets import inspect_audio
+    from harness.datasets import decode_image, inspect_audio
 
     bad, multichannel, other_rates = {}, 0, set()
     for rel in files:
@@ -154,6 +154,11 @@ def _audit(spec: DatasetSpec, source_dir: Path, files: list[str]) -> tuple[dict[
             multichannel += channels > 1
             if rate and rate != spec.sample_rate:
                 other_rates.add(rate)
+        elif spec.kind == "image":
+            try:
+                decode_image(path, spec.image_size)
+            except DatasetError as err:
+                bad[rel] = str(err).split(": ", 1)[-1]
     notes = []
     if multichannel:
         notes.append(f"{multichannel} multichannel file(s) will be downmixed to mono")

@@ -36,23 +36,26 @@ class LogMel(Frontend):
         n_mels: mel bands. Default 128.
         f_min, f_max: mel range in Hz; ``f_max`` defaults to Nyquist.
         top_db: floor at ``max - top_db`` per clip (None: no floor). Default 80.
+        ref_max: measure dB against each clip's maximum (librosa's ``ref=np.max``), so values
+            lie in [-top_db, 0]. Default False (dB relative to 1.0).
 
     Shape: (batch, samples) -> (batch, 1, n_mels, 1 + samples // hop_length).
     """
 
     def __init__(self, sample_rate: int, n_fft: int = 1024, win_length: int | None = None,
                  hop_length: int = 256, n_mels: int = 128, f_min: float = 0.0,
-                 f_max: float | None = None, top_db: float | None = 80.0):
+                 f_max: float | None = None, top_db: float | None = 80.0, ref_max: bool = False):
         super().__init__()
         self.sample_rate, self.n_fft, self.win_length, self.hop_length = sample_rate, n_fft, win_length, hop_length
-        self.n_mels, self.f_min, self.f_max, self.top_db = n_mels, f_min, f_max, top_db
+        self.n_mels, self.f_min, self.f_max, self.top_db, self.ref_max = n_mels, f_min, f_max, top_db, ref_max
         self.mel = T.MelSpectrogram(sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length,
                                     n_mels=n_mels, f_min=f_min, f_max=f_max)
         self.to_db = T.AmplitudeToDB("power", top_db=top_db)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         # the channel axis keeps AmplitudeToDB's top_db floor per clip, not per batch
-        return self.to_db(self.mel(wave.unsqueeze(1)))
+        db = self.to_db(self.mel(wave.unsqueeze(1)))
+        return db - db.amax(dim=(-2, -1), keepdim=True) if self.ref_max else db
 
     def summary(self) -> str:
         f_max = f"{self.f_max / 1000:g}k" if self.f_max else "nyq"
@@ -85,3 +88,41 @@ class Image(Frontend):
 
     def summary(self) -> str:
         return "image"
+
+
+class TrimmedMel(Frontend):
+    """Seed 001's front-end: trim silence, log-mel, crop from the start or tile to ``frames``,
+    min-max scale each clip to [0, 1].
+
+    Args:
+        sample_rate: Hz (the paper resamples to 22.05 kHz).
+        n_mels: mel bands. frames: output width (time crop from the start; shorter clips tiled).
+        n_fft, hop_length: STFT window and hop (paper: 1024 and 256).
+        top_db: silence threshold for trimming, dB below the loudest frame. Default 60.
+        size: if given, bilinearly resize the result to (n_mels, frames) = ``size`` instead
+            (the paper's "resize" method, applied to the full-resolution spectrogram).
+
+    Shape: (batch, samples) -> (batch, 1, n_mels, frames), or (batch, 1, *size).
+    """
+
+    def __init__(self, sample_rate: int = 22050, n_mels: int = 128, frames: int = 300, n_fft: int = 1024,
+                 hop_length: int = 256, top_db: float = 60.0, size: tuple[int, int] | None = None):
+        super().__init__()
+        self.sample_rate, self.n_mels, self.frames, self.n_fft = sample_rate, n_mels, frames, n_fft
+        self.hop_length, self.top_db, self.size = hop_length, top_db, size
+        self.mel = T.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
+        self.to_db = T.AmplitudeToDB("power", top_db=80.0)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        from harness import augment as A
+
+        # trimming makes every clip a different length, so the mel is taken clip by clip
+        specs = [A.tile_time(self.to_db(self.mel(A.trim_silence(w, self.top_db)[None])), self.frames) for w in wave]
+        x = A.normalize_minmax(torch.stack(specs))
+        if self.size is not None:
+            x = torch.nn.functional.interpolate(x, size=tuple(self.size), mode="bilinear", align_corners=False)
+        return x
+
+    def summary(self) -> str:
+        shape = f"{self.size[0]}x{self.size[1]} resized" if self.size else f"{self.n_mels}x{self.frames}"
+        return f"trimmed log-mel {shape}@{self.sample_rate / 1000:g}kHz fft{self.n_fft}/hop{self.hop_length}, min-max"

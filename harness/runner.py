@@ -1,6 +1,7 @@
 """Run a submission on a dataset: one (fold, trial) at a time, each stored as it finishes."""
 from __future__ import annotations
 
+import inspect
 import signal
 import time
 import traceback
@@ -32,16 +33,33 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def build_model(sub: Submission, num_classes: int, in_chans: int) -> nn.Module:
-    """Instantiate the submission's model: a timm name or its own factory."""
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights were asked for and could not be had."""
+
+
+def build_model(sub: Submission, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    """Instantiate the submission's model: its own factory or a timm name (with ``in_chans`` from the input).
+
+    A factory that takes ``input_shape`` gets the per-item feature shape.
+    """
     if callable(sub.model):
-        return sub.model(num_classes=num_classes, **sub.model_kwargs)
+        extra = {"input_shape": input_shape} if "input_shape" in inspect.signature(sub.model).parameters else {}
+        return sub.model(num_classes=num_classes, **extra, **sub.model_kwargs)
     import timm
 
-    kwargs = dict(num_classes=num_classes, in_chans=in_chans, **sub.model_kwargs)
-    if isinstance(sub.pretrained, str):  # a local checkpoint, loaded and adapted the way timm loads hub weights
-        return timm.create_model(sub.model, pretrained=True, pretrained_cfg_overlay={"file": sub.pretrained}, **kwargs)
-    return timm.create_model(sub.model, pretrained=bool(sub.pretrained), **kwargs)
+    kwargs = dict(num_classes=num_classes, in_chans=input_shape[0] if len(input_shape) == 3 else 1, **sub.model_kwargs)
+    if not sub.pretrained:
+        return timm.create_model(sub.model, pretrained=False, **kwargs)
+    overlay = {**kwargs.pop("pretrained_cfg_overlay", {}),
+               **({"file": str(sub.pretrained)} if isinstance(sub.pretrained, str) else {})}
+    try:  # a local checkpoint is loaded and adapted (input channels, new head) exactly like hub weights
+        return timm.create_model(sub.model, pretrained=True, pretrained_cfg_overlay=overlay or None, **kwargs)
+    except Exception as err:
+        raise WeightsUnavailable(
+            f"cannot load pretrained weights for {sub.model} ({type(err).__name__}: {err}). "
+            f"Name a local checkpoint with `bench run --weights FILE`, or train from random "
+            f"initialisation with `bench run --random-init` (the leaderboard marks it not pretrained)."
+        ) from None
 
 
 def run_config(sub: Submission, spec: DatasetSpec, epochs: int, fold: int, trial: int) -> dict:
@@ -73,14 +91,20 @@ def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: i
     is_val = validation_mask(data.y[train_idx], sub.recipe.val_fraction, seed)
     fit_idx, val_idx = train_idx[~is_val], train_idx[is_val]
 
+    def features_for(frontend: nn.Module):
+        """Training and validation features through ``frontend``, normalised by training statistics."""
+        raw = compute_features(frontend, data.x, fit_idx, device)
+        norm = _normalizer(sub.recipe.normalize, raw)
+        return norm(raw), norm(compute_features(frontend, data.x, val_idx, device)) if len(val_idx) else None
+
     features = compute_features(sub.frontend, data.x, fit_idx, device)
     normalize = _normalizer(sub.recipe.normalize, features)
     x_val = normalize(compute_features(sub.frontend, data.x, val_idx, device)) if len(val_idx) else None
     y = lambda idx: torch.from_numpy(data.y[idx]).to(device)
-    model = build_model(sub, spec.num_classes, in_chans=features.shape[1] if features.dim() == 4 else 1).to(device)
+    model = build_model(sub, spec.num_classes, input_shape=tuple(features.shape[1:])).to(device)
     check_output_shape(sub, model, features[:2], spec.num_classes)
     ctx = TrainContext(sub, model, normalize(features), y(fit_idx), x_val, y(val_idx) if len(val_idx) else None,
-                       epochs, spec.num_classes, device, generator, on_epoch)
+                       epochs, spec.num_classes, device, generator, on_epoch, features_for, spec.name)
     fitted = (sub.fit or fit_default)(ctx)
     del ctx, features
 

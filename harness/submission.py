@@ -106,7 +106,8 @@ class Submission:
             "model_kwargs": self.model_kwargs,
             "pretrained": self.pretrained if isinstance(self.pretrained, bool) else "checkpoint",
             "recipe": dataclasses.asdict(self.recipe),
-            "fit": None if self.fit is None else self.fit.__qualname__,
+            "fit": None if self.fit is None else (self.fit.params() if hasattr(self.fit, "params")
+                                                  else getattr(self.fit, "__qualname__", repr(self.fit))),
             "tta": self.tta,
         }
 

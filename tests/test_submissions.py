@@ -1,0 +1,50 @@
+"""Generated from the submission registry: every submission, including ones added later, is tested."""
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from harness.catalog import load_catalog, parse_spec
+from harness.fetch import fetch
+from harness.frontends import Image
+from harness.render import render_images
+from harness.runner import run_one
+from harness.submission import get_submission, load_submissions
+from harness.datasets import load_dataset
+
+NAMES = list(load_submissions())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_submission_declares_itself(name):
+    sub = get_submission(name)
+    assert sub.doc, f"{sub.source_file}: {name}() needs a docstring saying what it is"
+    params = json.loads(json.dumps(sub.params()))  # every hyperparameter reads back as plain data
+    assert params["recipe"]["epochs"] > 0 and params["frontend"]["name"]
+    for dataset, entries in sub.published.items():
+        for entry in entries if isinstance(entries, list) else [entries]:
+            assert {"epochs", "accuracy"} <= set(entry), f"{name}: published figures need epochs and accuracy"
+            assert dataset in load_catalog(), f"{name}: published for an undeclared dataset {dataset!r}"
+
+
+@pytest.fixture(scope="module")
+def image_dataset(tmp_path_factory):
+    """The synthetic audio rendered as class folders of PNGs and imported as an image dataset."""
+    root = tmp_path_factory.mktemp("images")
+    render_images(load_dataset(load_catalog().get("synthetic")), root / "png", size=64)
+    spec = parse_spec("synthetic_images", {"version": "1", "kind": "image", "num_classes": 6, "image_size": [64, 64],
+                                           "metadata": {"format": "folders"}, "folds": {"protocol": "stratified", "k": 5}})
+    fetch(spec, root / "data", from_path=root / "png")
+    return spec, root / "data"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_submission_runs_end_to_end(name, image_dataset):
+    sub = dataclasses.replace(get_submission(name), pretrained=False)  # no weights offline; the path is tested apart
+    spec, root = image_dataset if isinstance(sub.frontend, Image) else (load_catalog().get("synthetic"), None)
+    record = run_one(sub, spec, 1, 1, 1, torch.device("cpu"), root)
+    assert record["status"] == "ok" and 0 <= record["metrics"]["accuracy"] <= 1
+    assert record["curves"] and all(math.isfinite(row["train_loss"]) for row in record["curves"])

@@ -181,3 +181,59 @@ def render_images_cmd(obj: Context, dataset: str, out: Path, size: int):
         raise click.ClickException(f"{dataset} is already an image dataset")
     count = render_images(load_dataset(spec, obj.data_root), out, size)
     click.echo(f"wrote {count} images to {out}; import them with `bench fetch <image dataset> --from {out}`")
+
+
+def _names(name: str | None, all_: bool) -> list[str]:
+    if all_ == bool(name):
+        raise click.UsageError("name one submission or pass --all")
+    return list(load_submissions()) if all_ else [name]
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Check every registered submission.")
+def check(name: str | None, all_: bool):
+    """Validate submission NAME's plug-in contract on tiny synthetic data."""
+    from harness.check import check_submission
+
+    failed = 0
+    for sub_name in _names(name, all_):
+        findings = check_submission(sub_name)
+        bad = [f for f in findings if not f.ok]
+        failed += bool(bad)
+        click.echo(f"{sub_name}: {'FAILED' if bad else 'OK'} ({sum(f.ok for f in findings)}/{len(findings)} checks passed)")
+        for finding in bad:
+            click.echo(f"  {finding.step}: {finding.message}")
+    if failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Lock every registered submission.")
+def lock(name: str | None, all_: bool):
+    """Run NAME's smoke budget on CPU and write its reproducibility lock (locks/NAME.json)."""
+    from harness.locks import lock as write_lock
+
+    for sub_name in _names(name, all_):
+        click.echo(f"locked {sub_name}: {write_lock(sub_name)}")
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Verify every registered submission's lock.")
+@click.option("--result", "result", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Instead, re-run one stored result file and compare its metrics.")
+@click.pass_obj
+def verify(obj: Context, name: str | None, all_: bool, result: Path | None):
+    """Re-run locked smoke runs (or one stored result) and compare them exactly."""
+    from harness.locks import verify as verify_lock
+    from harness.locks import verify_result
+
+    outcomes = [verify_result(result, obj.data_root)] if result else [verify_lock(n) for n in _names(name, all_)]
+    for ok, lines in outcomes:
+        click.echo("\n".join(lines))
+    failed = sum(not ok for ok, _ in outcomes)
+    click.echo(f"{len(outcomes) - failed} passed, {failed} failed")
+    if failed:
+        raise SystemExit(1)

@@ -24,6 +24,10 @@ class Frontend(nn.Module):
     def summary(self) -> str:
         return type(self).__name__
 
+    def output_shape(self, item_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The declared shape of one item's features, given one item's input shape."""
+        raise NotImplementedError
+
 
 class LogMel(Frontend):
     """Log-mel spectrogram in dB.
@@ -57,6 +61,9 @@ class LogMel(Frontend):
         db = self.to_db(self.mel(wave.unsqueeze(1)))
         return db - db.amax(dim=(-2, -1), keepdim=True) if self.ref_max else db
 
+    def output_shape(self, item_shape):
+        return (1, self.n_mels, 1 + item_shape[-1] // self.hop_length)
+
     def summary(self) -> str:
         f_max = f"{self.f_max / 1000:g}k" if self.f_max else "nyq"
         return (f"log-mel {self.n_mels}@{self.sample_rate / 1000:g}kHz "
@@ -73,6 +80,9 @@ class Waveform(Frontend):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return wave
 
+    def output_shape(self, item_shape):
+        return tuple(item_shape)
+
     def summary(self) -> str:
         return f"waveform@{self.sample_rate / 1000:g}kHz"
 
@@ -85,6 +95,9 @@ class Image(Frontend):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return image.unsqueeze(1)
+
+    def output_shape(self, item_shape):
+        return (1, *item_shape)
 
     def summary(self) -> str:
         return "image"
@@ -122,6 +135,9 @@ class TrimmedMel(Frontend):
         if self.size is not None:
             x = torch.nn.functional.interpolate(x, size=tuple(self.size), mode="bilinear", align_corners=False)
         return x
+
+    def output_shape(self, item_shape):
+        return (1, *self.size) if self.size is not None else (1, self.n_mels, self.frames)
 
     def summary(self) -> str:
         shape = f"{self.size[0]}x{self.size[1]} resized" if self.size else f"{self.n_mels}x{self.frames}"

@@ -17,7 +17,7 @@ from torch import nn
 from harness import augment as A
 from harness import results as R
 from harness.catalog import DatasetSpec
-from harness.datasets import load_dataset
+from harness.datasets import Dataset, load_dataset
 from harness.folds import validation_mask
 from harness.metrics import classification_metrics
 from harness.seeds import seed_everything, seed_for
@@ -79,12 +79,15 @@ def _normalizer(recipe_normalize: str, train_features: torch.Tensor) -> Callable
 
 
 def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: int, device: torch.device,
-            data_root: Path | None = None, on_epoch=lambda epoch, row: None) -> dict:
-    """Train on every fold but ``fold``, then evaluate on ``fold``; returns the result record."""
+            data_root: Path | None = None, on_epoch=lambda epoch, row: None, data: Dataset | None = None) -> dict:
+    """Train on every fold but ``fold``, then evaluate on ``fold``; returns the result record.
+
+    ``data`` replaces loading ``spec`` from the data root (in-memory check and lock data).
+    """
     start = time.perf_counter()
     seed = seed_for(fold, trial)
     generator = seed_everything(seed, deterministic=device.type == "cpu")
-    data = load_dataset(spec, data_root, sub.frontend.sample_rate)
+    data = data or load_dataset(spec, data_root, sub.frontend.sample_rate)
     train_idx, test_idx = np.flatnonzero(data.folds != fold), np.flatnonzero(data.folds == fold)
     if not len(test_idx):
         raise ValueError(f"fold {fold} of {spec.name} is empty; it has folds 1..{spec.num_folds}")

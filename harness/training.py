@@ -71,10 +71,20 @@ def make_optimizer(params, recipe: Recipe, lr: float | None = None) -> torch.opt
     raise ValueError(f"unknown optimizer {recipe.optimizer!r}; use adamw, adam or sgd")
 
 
+def one_cycle(opt: torch.optim.Optimizer, total_steps: int, pct_start: float = 0.25, div: float = 25.0,
+              final_div: float = 1e4):
+    """torch's OneCycleLR peaking at each group's lr. Very short runs (a few steps, as in smoke
+    tests) get at least 2 steps and a warm-up share that leaves both phases non-empty, which
+    OneCycleLR otherwise rejects with a division by zero; real runs are unaffected."""
+    total = max(total_steps, 2)
+    pct = min(max(pct_start, 1.5 / total), (total - 0.25) / total)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total,
+                                               pct_start=pct, div_factor=div, final_div_factor=final_div)
+
+
 def make_schedule(opt: torch.optim.Optimizer, recipe: Recipe, total_steps: int):
     if recipe.schedule == "onecycle":
-        max_lr = [g["lr"] for g in opt.param_groups]
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=max(total_steps, 1), pct_start=0.25)
+        return one_cycle(opt, total_steps)
     if recipe.schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     raise ValueError(f"unknown schedule {recipe.schedule!r}; use onecycle or constant")
@@ -216,8 +226,7 @@ def run_stage(ctx: TrainContext, stage: Stage, first_epoch: int) -> list[dict]:
         g["params"] = [p for p in g["params"] if p.requires_grad]
     opt = make_optimizer(groups, ctx.recipe, lr=groups[-1]["lr"])
     steps = stage.epochs * steps_per_epoch(len(ctx.x), min(ctx.recipe.batch_size, len(ctx.x)))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=max(steps, 1),
-                                                   pct_start=stage.pct_start, div_factor=stage.div, final_div_factor=1e5)
+    schedule = one_cycle(opt, steps, stage.pct_start, stage.div, final_div=1e5)  # fastai's default
     rows = train_epochs(ctx, model, opt, schedule, stage.epochs, first_epoch)
     for p in model.parameters():
         p.requires_grad_(True)

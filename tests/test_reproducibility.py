@@ -1,0 +1,159 @@
+"""bench check on broken plug-ins, reproducibility locks, verify --result, provenance guards, rules."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from harness import locks, runner
+from harness import results as R
+from harness.catalog import load_catalog
+from harness.check import check_submission
+from harness.cli import main
+from harness.leaderboard import collect
+from harness.submission import get_submission, load_submission_file, load_submissions
+
+BROKEN = '''
+import numpy as np
+import torch
+from torch import nn
+from harness import LogMel, Recipe, Submission, register_submission
+
+
+class Model(nn.Module):
+    def __init__(self, num_classes, outputs=None):
+        super().__init__()
+        self.fc = nn.Linear(1, outputs or num_classes)
+
+    def forward(self, x):
+        return {forward}
+
+
+@register_submission
+def {name}():
+    return Submission(frontend=LogMel(8000, n_mels=16), model={model}, recipe=Recipe(batch_size=4))
+'''
+GOOD_FORWARD = "self.fc(x.mean((1, 2, 3))[:, None])"
+
+
+def broken(tmp_path, name, forward=GOOD_FORWARD, model="Model"):
+    path = tmp_path / f"{name}.py"
+    path.write_text(BROKEN.format(name=name, forward=forward, model=model))
+    load_submissions()
+    load_submission_file(path)
+    return path
+
+
+@pytest.mark.parametrize("name, forward, model, step, message", [
+    ("no_model", GOOD_FORWARD, "None", "model", "must define a model factory"),
+    ("wrong_shape", GOOD_FORWARD, "lambda num_classes: Model(num_classes, outputs=3)", "model output shape",
+     "model returns shape (4, 3) for a batch of 4, expected (4, 6)"),
+    ("nan_loss", GOOD_FORWARD + " * float('nan')", "Model", "forward and backward", "the loss or a gradient is not finite"),
+    ("random_output", GOOD_FORWARD + " + (torch.from_numpy(np.random.default_rng().normal(size=(len(x), 6))).float()"
+                      " if self.training else 0)",
+     "Model", "deterministic on CPU", "two runs with the same seed gave different predictions"),
+])
+def test_check_fails_broken_submissions_with_a_clear_message(tmp_path, name, forward, model, step, message):
+    path = broken(tmp_path, name, forward, model)
+    failures = [f for f in check_submission(name) if not f.ok]
+    assert failures and failures[0].step == step, failures
+    assert message in failures[0].message and str(path) in failures[0].message
+
+
+def test_check_command_passes_a_good_submission_and_fails_a_broken_one(tmp_path):
+    broken(tmp_path, "wrong_shape_cli", model="lambda num_classes: Model(num_classes, outputs=2)")
+    out = CliRunner().invoke(main, ["check", "small_cnn"])
+    assert out.exit_code == 0 and "small_cnn: OK (8/8 checks passed)" in out.output
+    out = CliRunner().invoke(main, ["check", "wrong_shape_cli"])
+    assert out.exit_code == 1 and "model output shape" in out.output
+
+
+def test_lock_then_verify_passes_and_a_changed_hyperparameter_fails(tmp_path, monkeypatch):
+    locks.lock("small_cnn", tmp_path)
+    ok, lines = locks.verify("small_cnn", tmp_path)
+    assert ok, lines
+    changed = get_submission("small_cnn").with_recipe(lr=1e-3)
+    monkeypatch.setattr(locks, "get_submission", lambda name: changed)
+    ok, lines = locks.verify("small_cnn", tmp_path)
+    text = "\n".join(lines)
+    assert not ok and "config changed since the lock: recipe.lr: 0.005 -> 0.001" in text
+    assert "re-lock with `bench lock small_cnn`" in text
+
+
+def test_verify_without_a_lock_says_how_to_create_it(tmp_path):
+    ok, lines = locks.verify("small_cnn", tmp_path)
+    assert not ok and "bench lock small_cnn" in lines[0]
+
+
+def test_every_submission_has_a_committed_lock():
+    missing = [n for n in load_submissions() if not (locks.LOCK_DIR / f"{n}.json").is_file()]
+    assert not missing, f"run `bench lock NAME` for: {missing}"
+
+
+def test_verify_result_reruns_a_stored_run_exactly(tmp_path):
+    report = runner.run_grid(get_submission("small_cnn"), load_catalog().get("synthetic"), [2], 1, 1,
+                             torch.device("cpu"), tmp_path / "results")
+    out = CliRunner().invoke(main, ["verify", "--result", str(report.done[0])])
+    assert out.exit_code == 0, out.output
+    assert "accuracy: stored" in out.output and "difference +0.0000 (within the cpu tolerance 0.0)" in out.output
+    assert "predictions identical on 24 of 24" in out.output
+
+
+# --- provenance guards -----------------------------------------------------------------------
+
+@pytest.fixture
+def stored(tmp_path):
+    report = runner.run_grid(get_submission("small_cnn"), load_catalog().get("synthetic"), [1], 1, 1,
+                             torch.device("cpu"), tmp_path / "results")
+    return report.done[0]
+
+
+def reasons(tmp_path, fingerprints=None):
+    _, excluded = collect(tmp_path / "results", load_submissions(), load_catalog(), fingerprints)
+    return [why for _, why in excluded if "small_cnn" in str(_)]
+
+
+def test_current_result_is_ranked(tmp_path, stored):
+    ranked, _ = collect(tmp_path / "results", load_submissions(), load_catalog())
+    assert len(ranked[("synthetic", 1)]) == 1
+
+
+@pytest.mark.parametrize("field, value, why", [
+    ("source_hash", "0" * 64, "stale: submission source changed since this run"),
+    ("config_hash", "0" * 16, "stale: config changed since this run"),
+    ("dataset_version", "0", "stale: dataset version 0 != current 1"),
+])
+def test_changed_provenance_makes_a_result_stale(tmp_path, stored, field, value, why):
+    record = json.loads(stored.read_text())
+    record[field] = value
+    R.write_json_atomic(stored, R.seal(record))
+    assert reasons(tmp_path) == [why]
+
+
+def test_changed_fold_split_makes_a_result_stale(tmp_path, stored):
+    assert reasons(tmp_path, {"synthetic": "another split"}) == ["stale: fold split changed since this run"]
+
+
+def test_the_test_fold_never_reaches_training(tmp_path, monkeypatch):
+    data = runner.load_dataset(load_catalog().get("synthetic"))
+    seen, fitting = [], {"done": False}
+    real_features, real_fit = runner.compute_features, runner.fit_default
+
+    def spy_features(frontend, x, indices, device, batch_size=256):
+        seen.append((fitting["done"], set(data.folds[indices].tolist())))
+        return real_features(frontend, x, indices, device, batch_size)
+
+    def spy_fit(ctx):
+        result = real_fit(ctx)
+        fitting["done"] = True
+        return result
+
+    monkeypatch.setattr(runner, "compute_features", spy_features)
+    monkeypatch.setattr(runner, "fit_default", spy_fit)
+    runner.run_one(get_submission("small_cnn").with_recipe(val_fraction=0.2), load_catalog().get("synthetic"), 3, 1, 1,
+                   torch.device("cpu"))
+    before = set().union(*[folds for done, folds in seen if not done])
+    after = [folds for done, folds in seen if done]
+    assert 3 not in before and after == [{3}]

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test leaderboard bench verify
+.PHONY: install test leaderboard bench
 
 install: $(STAMP)
 
@@ -21,3 +21,6 @@ test: $(STAMP)
 leaderboard: $(STAMP)
 	$(BIN)/bench grid
 	$(BIN)/bench leaderboard
+
+bench: $(STAMP)
+	$(BIN)/bench speed --workers 2

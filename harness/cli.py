@@ -92,7 +92,7 @@ def parse_folds(text: str, spec) -> list[int]:
 
 
 def _run(obj: Context, submission: str, dataset: str, folds: str, trials: int, epochs: int | None, device: str,
-         weights: Path | None = None, random_init: bool = False):
+         weights: Path | None = None, random_init: bool = False, workers: int = 1, compile_model: bool = False):
     import dataclasses
 
     from harness.runner import resolve_device, run_grid
@@ -102,7 +102,7 @@ def _run(obj: Context, submission: str, dataset: str, folds: str, trials: int, e
         sub = dataclasses.replace(sub, pretrained=str(weights) if weights else False)
     spec = obj.catalog.get(dataset)
     report = run_grid(sub, spec, parse_folds(folds, spec), trials, epochs or sub.recipe.epochs,
-                      resolve_device(device), obj.results_root, obj.data_root)
+                      resolve_device(device), obj.results_root, obj.data_root, workers, compile_model)
     click.echo(f"{submission} on {dataset}: {len(report.done)} run, {len(report.skipped)} already finished, "
                f"{len(report.failed)} failed")
     for path, why in report.failed:
@@ -120,10 +120,12 @@ def _run(obj: Context, submission: str, dataset: str, folds: str, trials: int, e
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Local checkpoint for a pretrained model, instead of downloading.")
 @click.option("--random-init", is_flag=True, help="Train a pretrained-model submission from random weights.")
+@click.option("--workers", default=1, show_default=True, help="Runs at once (worker processes sharing the device).")
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (reused across folds).")
 @click.pass_obj
-def run(obj: Context, submission, dataset, folds, trials, epochs, device, weights, random_init):
+def run(obj: Context, submission, dataset, folds, trials, epochs, device, weights, random_init, workers, compile_model):
     """Train and evaluate a submission on every (fold, trial); finished runs are skipped."""
-    if _run(obj, submission, dataset, folds, trials, epochs, device, weights, random_init).failed:
+    if _run(obj, submission, dataset, folds, trials, epochs, device, weights, random_init, workers, compile_model).failed:
         raise SystemExit(1)
 
 
@@ -237,3 +239,45 @@ def verify(obj: Context, name: str | None, all_: bool, result: Path | None):
     click.echo(f"{len(outcomes) - failed} passed, {failed} failed")
     if failed:
         raise SystemExit(1)
+
+
+@main.command()
+@click.option("--workload", type=click.Choice(["all", "esc50-resnet18", "fsdd-small-cnn"]), default="all", show_default=True)
+@click.option("--steps", type=int, help="Training steps per pipeline [default: 50 on CUDA; 2 (ESC-50) / 30 (FSDD) on CPU].")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--workers", default=0, help="Also measure this many small-CNN runs side by side (0: skip).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures here.")
+def speed(workload: str, steps: int | None, device: str, workers: int, json_out: Path | None):
+    """Measure the engine against a seeds-style per-item pipeline, in one process."""
+    import json
+
+    from tabulate import tabulate
+
+    from harness.results import hardware
+    from harness.runner import resolve_device
+    from harness.speed import WORKLOADS, measure, side_by_side
+
+    dev = resolve_device(device)
+    names = list(WORKLOADS) if workload == "all" else [workload]
+    default_steps = {"esc50-resnet18": 2, "fsdd-small-cnn": 30} if dev.type == "cpu" else {}
+    rows = [measure(WORKLOADS[n](), steps or default_steps.get(n, 50), dev) for n in names]
+    mem = "peak GPU GiB" if dev.type == "cuda" else "process peak RSS GiB"
+    click.echo(f"device: {hardware(dev)}")
+    click.echo(tabulate([[r["workload"], r["steps"], r["batch_size"], f"{r['reference_samples_per_s']:.1f}",
+                          f"{r['engine_samples_per_s']:.1f}", f"{r['ratio']:.2f}x",
+                          f"{r['reference_peak_gib']:.2f} / {r['engine_peak_gib']:.2f}",
+                          f"{r['projected_run_s']['reference']:.0f} / {r['projected_run_s']['engine']:.0f}",
+                          f"{r['projected_grid_s']['reference'] / 60:.1f} / {r['projected_grid_s']['engine'] / 60:.1f}"]
+                         for r in rows],
+                        ["workload", "steps", "batch", "reference samples/s", "engine samples/s", "engine/reference",
+                         f"{mem} (ref / engine)", "one run s (ref / engine)", "grid min (ref / engine)"],
+                        tablefmt="github"))
+    click.echo("one run: " + "; ".join(f"{r['workload']} = {r['run']}, grid = {r['grid_runs']} runs" for r in rows))
+    figures = {"device": hardware(dev), "workloads": rows}
+    if workers > 1:
+        par = side_by_side("fsdd-small-cnn", steps or default_steps.get("fsdd-small-cnn", 50), dev, workers)
+        figures["side_by_side"] = par
+        click.echo(f"side by side: {workers} small-CNN runs at once give {par['aggregate_samples_per_s']:.1f} samples/s "
+                   f"in aggregate vs {par['one_run_samples_per_s']:.1f} for one run alone ({par['gain']:.2f}x)")
+    if json_out:
+        json_out.write_text(json.dumps(figures, indent=1))

@@ -78,8 +78,22 @@ def _normalizer(recipe_normalize: str, train_features: torch.Tensor) -> Callable
     return lambda x: x
 
 
+def tune_for_device(model: nn.Module, device: torch.device, input_dims: int, compile_model: bool = False) -> nn.Module:
+    """On CUDA: cuDNN autotuning, channels_last for image-like input, optionally torch.compile.
+
+    torch.compile inlines module code, so the graph compiled for the first fold is reused by
+    the next folds' fresh models of the same shapes instead of being compiled again.
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        if input_dims == 4:
+            model = model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if compile_model else model
+
+
 def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: int, device: torch.device,
-            data_root: Path | None = None, on_epoch=lambda epoch, row: None, data: Dataset | None = None) -> dict:
+            data_root: Path | None = None, on_epoch=lambda epoch, row: None, data: Dataset | None = None,
+            compile_model: bool = False) -> dict:
     """Train on every fold but ``fold``, then evaluate on ``fold``; returns the result record.
 
     ``data`` replaces loading ``spec`` from the data root (in-memory check and lock data).
@@ -105,7 +119,8 @@ def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: i
     x_val = normalize(compute_features(sub.frontend, data.x, val_idx, device)) if len(val_idx) else None
     y = lambda idx: torch.from_numpy(data.y[idx]).to(device)
     model = build_model(sub, spec.num_classes, input_shape=tuple(features.shape[1:])).to(device)
-    check_output_shape(sub, model, features[:2], spec.num_classes)
+    check_output_shape(sub, model, features[:2].to(device), spec.num_classes)
+    model = tune_for_device(model, device, features.dim(), compile_model)
     ctx = TrainContext(sub, model, normalize(features), y(fit_idx), x_val, y(val_idx) if len(val_idx) else None,
                        epochs, spec.num_classes, device, generator, on_epoch, features_for, spec.name)
     fitted = (sub.fit or fit_default)(ctx)
@@ -168,42 +183,89 @@ class GridReport:
 
 
 def run_grid(sub: Submission, spec: DatasetSpec, folds: list[int], trials: int, epochs: int,
-             device: torch.device, results_root: Path, data_root: Path | None = None) -> GridReport:
-    """Run every missing (fold, trial); finished ones are skipped, failures recorded and listed."""
+             device: torch.device, results_root: Path, data_root: Path | None = None,
+             workers: int = 1, compile_model: bool = False) -> GridReport:
+    """Run every missing (fold, trial); finished ones are skipped, failures recorded and listed.
+
+    ``workers`` > 1 runs that many jobs at once in worker processes sharing the device, for
+    models too small to keep a GPU busy alone; results are still written one by one here.
+    """
     def on_sigterm(signum, frame):
         raise GridInterrupted("terminated (SIGTERM); finished runs are kept, re-run to resume")
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        return _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root)
+        return _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root, workers, compile_model)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root) -> GridReport:
+def _attempt(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: int, device: torch.device,
+             data_root: Path | None, compile_model: bool, on_epoch=lambda epoch, row: None) -> dict:
+    """One run as a record: its result, or a failed record saying why (never an exception)."""
+    try:
+        return run_one(sub, spec, fold, trial, epochs, device, data_root, on_epoch, compile_model=compile_model)
+    except Exception as err:  # one failed run must not stop or lose the others
+        return {"schema": R.SCHEMA, "status": "failed", "submission": sub.name, "dataset": spec.name,
+                "epochs": epochs, "fold": fold, "trial": trial, "error": describe_failure(err, sub),
+                "traceback": traceback.format_exc(limit=-3)}
+
+
+def _attempt_in_worker(name: str, pretrained, spec: DatasetSpec, fold: int, trial: int, epochs: int, device: str,
+                       data_root: Path | None, compile_model: bool, threads: int) -> dict:
+    import dataclasses
+
+    from harness.submission import get_submission
+
+    torch.set_num_threads(threads)
+    sub = dataclasses.replace(get_submission(name), pretrained=pretrained)
+    return _attempt(sub, spec, fold, trial, epochs, torch.device(device), data_root, compile_model)
+
+
+def _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root, workers, compile_model) -> GridReport:
     from tqdm import tqdm
 
     report = GridReport()
-    jobs = [(f, t) for t in range(1, trials + 1) for f in folds]
-    bar = tqdm(jobs, desc=f"{sub.name} on {spec.name} ({epochs} ep)", unit="run")
-    for fold, trial in bar:
+    jobs = []
+    for fold, trial in [(f, t) for t in range(1, trials + 1) for f in folds]:
         path = R.result_path(results_root, spec.name, sub.name, epochs, fold, trial)
         if R.is_finished(path, config_hash(run_config(sub, spec, epochs, fold, trial))):
             report.skipped.append(path)
-            continue
-        bar.set_postfix_str(f"fold {fold} trial {trial}")
-        show = lambda epoch, row: bar.set_postfix_str(
-            f"fold {fold} trial {trial} epoch {epoch}/{epochs} loss {row['train_loss']:.3f}")
-        try:
-            record = run_one(sub, spec, fold, trial, epochs, device, data_root, show)
-        except Exception as err:  # one failed run must not stop or lose the others
-            record = {"schema": R.SCHEMA, "status": "failed", "submission": sub.name, "dataset": spec.name,
-                      "epochs": epochs, "fold": fold, "trial": trial, "error": describe_failure(err, sub),
-                      "traceback": traceback.format_exc(limit=-3)}
-            report.failed.append((path, record["error"]))
+        else:
+            jobs.append((fold, trial, path))
+    bar = tqdm(total=len(jobs), desc=f"{sub.name} on {spec.name} ({epochs} ep)", unit="run")
+
+    def store(fold: int, trial: int, path: Path, record: dict) -> None:
         R.write_json_atomic(path, R.seal(record))
+        bar.update()
         if record["status"] == "ok":
             report.done.append(path)
             bar.write(f"  fold {fold} trial {trial}: accuracy {record['metrics']['accuracy']:.4f} "
                       f"macro-F1 {record['metrics']['macro_f1']:.4f} ({record['wall_time_s']:.1f} s)")
+        else:
+            report.failed.append((path, record["error"]))
+
+    if workers <= 1:
+        for fold, trial, path in jobs:
+            show = lambda epoch, row: bar.set_postfix_str(
+                f"fold {fold} trial {trial} epoch {epoch}/{epochs} loss {row['train_loss']:.3f}")
+            store(fold, trial, path, _attempt(sub, spec, fold, trial, epochs, device, data_root, compile_model, show))
+    else:
+        _run_in_workers(sub, spec, jobs, epochs, device, data_root, workers, compile_model, store)
+    bar.close()
     return report
+
+
+def _run_in_workers(sub, spec, jobs, epochs, device, data_root, workers, compile_model, store) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, torch.get_num_threads() // workers) if device.type == "cpu" else 1
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(_attempt_in_worker, sub.name, sub.pretrained, spec, fold, trial, epochs, str(device),
+                               data_root, compile_model, threads): (fold, trial, path) for fold, trial, path in jobs}
+        for future in as_completed(futures):
+            store(*futures[future], future.result())
+    finally:  # on Ctrl-C or SIGTERM: drop queued jobs; finished ones are already stored
+        pool.shutdown(wait=False, cancel_futures=True)

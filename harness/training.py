@@ -122,7 +122,9 @@ def train_epochs(ctx: TrainContext, model: nn.Module, opt: torch.optim.Optimizer
         loss_sum = torch.zeros((), device=ctx.device)
         for step in range(steps_per_epoch(n, bs)):
             idx = perm[step * bs:(step + 1) * bs]
-            xb, yb = augment_batch(x[idx], ctx.y[idx], recipe, ctx.num_classes, ctx.generator)
+            # features live on the device, or (when too large) in pinned host memory: copy the batch over
+            xb = x[idx.to(x.device)].to(ctx.device, non_blocking=True)
+            xb, yb = augment_batch(xb, ctx.y[idx], recipe, ctx.num_classes, ctx.generator)
             with autocast(ctx.device):
                 loss = torch.sum(-yb * F.log_softmax(model(xb).float(), dim=-1), dim=-1).mean()
             opt.zero_grad(set_to_none=True)
@@ -157,17 +159,40 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size:
     """Logits for ``x`` in eval mode, batch by batch (float32, on ``device``)."""
     model.eval()
     with autocast(device):
-        return torch.cat([model(x[i:i + batch_size]).float() for i in range(0, len(x), batch_size)])
+        return torch.cat([model(x[i:i + batch_size].to(device, non_blocking=True)).float()
+                          for i in range(0, len(x), batch_size)])
+
+
+DEVICE_MEMORY_SHARE = 0.5  # features may take this share of the free device memory; beyond it they stream
+
+
+def _feature_home(device: torch.device, nbytes: int) -> torch.device:
+    """Keep features on the GPU when they fit, else in (pinned) host memory, saying so once."""
+    if device.type != "cuda" or nbytes <= DEVICE_MEMORY_SHARE * torch.cuda.mem_get_info(device)[0]:
+        return device
+    print(f"features need {nbytes / 2**30:.1f} GiB, more than {DEVICE_MEMORY_SHARE:.0%} of free GPU memory: "
+          f"streaming batches from pinned host memory instead")
+    return torch.device("cpu")
 
 
 @torch.no_grad()
 def compute_features(frontend: nn.Module, x: np.ndarray, indices: np.ndarray, device: torch.device,
                      batch_size: int = 256) -> torch.Tensor:
-    """Run the front-end over the selected clips in batches; the result stays on ``device``."""
+    """Run the front-end over the selected clips in batches on ``device``.
+
+    The result stays on ``device`` when it fits there; otherwise it is gathered in pinned host
+    memory and the training loop copies one batch at a time.
+    """
     frontend = frontend.to(device)
-    parts = [frontend(torch.from_numpy(np.ascontiguousarray(x[indices[i:i + batch_size]])).to(device))
-             for i in range(0, len(indices), batch_size)]
-    return torch.cat(parts) if parts else torch.empty(0, device=device)
+    parts, home = [], None
+    for i in range(0, len(indices), batch_size):
+        part = frontend(torch.from_numpy(np.ascontiguousarray(x[indices[i:i + batch_size]])).to(device))
+        home = home or _feature_home(device, part[0].numel() * part.element_size() * len(indices))
+        parts.append(part.to(home))
+    if not parts:
+        return torch.empty(0, device=device)
+    out = torch.cat(parts)
+    return out.pin_memory() if home != device and device.type == "cuda" else out
 
 
 # --- staged training: fastai's fine_tune and the progressive-resizing stages ---------------

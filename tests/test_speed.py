@@ -1,0 +1,47 @@
+"""bench speed: it runs on CPU, reports, and its ratio comes from two measured throughputs."""
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from harness import speed
+from harness.catalog import load_catalog
+from harness.cli import main
+from harness.runner import run_grid
+from harness.submission import get_submission
+
+
+def test_ratio_is_computed_from_the_two_measured_throughputs(monkeypatch):
+    monkeypatch.setattr(speed, "run_reference", lambda work, paths, labels, steps, device: 4.0)
+    monkeypatch.setattr(speed, "run_engine", lambda work, paths, labels, steps, device: (1.0, 0.5))
+    r = speed.measure(speed.fsdd_small_cnn(), 3, torch.device("cpu"))
+    assert r["reference_samples_per_s"] == pytest.approx(3 * 16 / 4.0)
+    assert r["engine_samples_per_s"] == pytest.approx(3 * 16 / 0.5)
+    assert r["ratio"] == pytest.approx(8.0)
+    assert r["projected_grid_s"]["reference"] == pytest.approx(5 * r["projected_run_s"]["reference"])
+
+
+def test_speed_command_measures_both_pipelines_on_cpu(tmp_path):
+    out = CliRunner().invoke(main, ["speed", "--workload", "fsdd-small-cnn", "--steps", "3", "--device", "cpu",
+                                    "--json", str(tmp_path / "speed.json")])
+    assert out.exit_code == 0, out.output
+    assert "engine/reference" in out.output and "fsdd-small-cnn" in out.output
+    row = json.loads((tmp_path / "speed.json").read_text())["workloads"][0]
+    assert row["reference_samples_per_s"] > 0 and row["engine_samples_per_s"] > 0
+    assert row["ratio"] == pytest.approx(row["engine_samples_per_s"] / row["reference_samples_per_s"])
+
+
+@pytest.mark.slow
+def test_side_by_side_runs_report_an_aggregate():
+    r = speed.side_by_side("fsdd-small-cnn", 3, torch.device("cpu"), 2)
+    assert r["aggregate_samples_per_s"] > 0 and r["gain"] == pytest.approx(r["aggregate_samples_per_s"] / r["one_run_samples_per_s"])
+
+
+@pytest.mark.slow
+def test_grid_with_several_workers_stores_every_run(tmp_path):
+    report = run_grid(get_submission("small_cnn"), load_catalog().get("synthetic"), [1, 2, 3], 1, 1,
+                      torch.device("cpu"), tmp_path / "results", workers=2)
+    assert len(report.done) == 3 and not report.failed
+    records = [json.loads(p.read_text()) for p in report.done]
+    assert sorted(r["fold"] for r in records) == [1, 2, 3] and all(r["status"] == "ok" for r in records)

@@ -148,7 +148,8 @@ def grid(obj: Context, grid_file: Path, device: str):
                 click.echo(f"SKIPPED {entry['submission']} on {spec.name}: {err}", err=True)
                 continue
         failed += len(_run(obj, entry["submission"], spec.name, str(entry.get("folds", "all")),
-                           entry.get("trials", 1), entry.get("epochs"), device).failed)
+                           entry.get("trials", 1), entry.get("epochs"), device,
+                           random_init=entry.get("random_init", False)).failed)
     if failed:
         raise SystemExit(1)
 
@@ -281,3 +282,32 @@ def speed(workload: str, steps: int | None, device: str, workers: int, json_out:
                    f"in aggregate vs {par['one_run_samples_per_s']:.1f} for one run alone ({par['gain']:.2f}x)")
     if json_out:
         json_out.write_text(json.dumps(figures, indent=1))
+
+
+@main.command("speed-accuracy")
+@click.option("--submission", "-s", default="small_cnn", show_default=True)
+@click.option("--dataset", "-d", default="fsdd", show_default=True)
+@click.option("--epochs", type=int, help="Epoch budget [default: the recipe's].")
+@click.pass_obj
+def speed_accuracy(obj: Context, submission: str, dataset: str, epochs: int | None):
+    """Check the engine changes no accuracy: its stored runs against the plain loop on every fold (CPU)."""
+    import numpy as np
+
+    from harness.results import iter_results
+    from harness.speed import plain_loop_accuracy
+
+    sub, spec = get_submission(submission), obj.catalog.get(dataset)
+    epochs = epochs or sub.recipe.epochs
+    engine = {r["fold"]: r["metrics"]["accuracy"] for _, r in iter_results(obj.results_root / dataset / submission / f"e{epochs}")
+              if r and r.get("status") == "ok" and r.get("trial") == 1}
+    if sorted(engine) != spec.eval_folds:
+        raise click.ClickException(f"run the engine first: bench run -s {submission} -d {dataset} --epochs {epochs}")
+    plain = {}
+    for fold in spec.eval_folds:
+        plain[fold] = plain_loop_accuracy(sub, spec, fold, epochs, obj.data_root)
+        click.echo(f"fold {fold}: plain loop {plain[fold]:.4f}, engine {engine[fold]:.4f}")
+    p, e = np.array(list(plain.values())), np.array([engine[f] for f in plain])
+    within = abs(e.mean() - p.mean()) <= p.std(ddof=1)
+    click.echo(f"plain loop {100 * p.mean():.2f} ± {100 * p.std(ddof=1):.2f} %, engine {100 * e.mean():.2f} ± "
+               f"{100 * e.std(ddof=1):.2f} % (std over folds): engine mean {'within' if within else 'OUTSIDE'} one std "
+               f"of the plain loop's")

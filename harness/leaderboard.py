@@ -106,17 +106,20 @@ def collect(results_root: Path, submissions: Registry, specs: Registry[DatasetSp
 
 
 def _published(submissions: Registry, dataset: str, epochs: int) -> dict[str, dict]:
+    """Published figures for this table, each with the submission's model, front-end and weights."""
     from harness.submission import get_submission
 
     out = {}
     for name in submissions:
         try:
-            entries = get_submission(name).published.get(dataset, [])
+            sub = get_submission(name)
         except Exception:
             continue
+        entries = sub.published.get(dataset, [])
         for entry in entries if isinstance(entries, list) else [entries]:
             if int(entry.get("epochs", -1)) == epochs:
-                out[name] = entry
+                out[name] = {**entry, "_model": sub.model_name, "_frontend": sub.frontend.summary(),
+                             "_pretrained": "yes" if sub.pretrained else "no"}
     return out
 
 
@@ -143,7 +146,8 @@ def _section(dataset: str, epochs: int, rows: list[Row], published: dict[str, di
         })
     for name, pub in published.items():
         if name not in by_sub:
-            table.append({"submission": name, "model": "", "front-end": "", "pretrained": "",
+            table.append({"submission": name, "model": pub["_model"], "front-end": pub["_frontend"],
+                          "pretrained": pub["_pretrained"],
                           "accuracy %": "not run here", "macro-F1 %": "", "runs": "0", "s/run": "",
                           "hardware": "", "published": _published_text(pub), "_key": -1.0})
     table.sort(key=lambda r: -r.pop("_key"))

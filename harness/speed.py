@@ -229,3 +229,54 @@ def side_by_side(name: str, steps: int, device: torch.device, workers: int) -> d
         results[count] = sum(samples for _, samples in runs) / max(seconds for seconds, _ in runs)
     return {"workload": name, "workers": workers, "one_run_samples_per_s": results[1],
             "aggregate_samples_per_s": results[workers], "gain": results[workers] / results[1]}
+
+
+# --- accuracy: the engine against the plain loop -------------------------------------------
+
+def plain_loop_accuracy(sub: Submission, spec, fold: int, epochs: int, data_root: Path | None = None) -> float:
+    """Train ``sub`` on every fold but ``fold`` with the seeds' plain loop, return test accuracy.
+
+    Same model, recipe, seed, optimiser and schedule as the engine; the difference is the data
+    path: items decoded from their files every epoch, the front-end run per batch, global
+    statistics from one pass over the training files.
+    """
+    from harness.datasets import data_root as resolve_root
+    from harness.datasets import list_clips
+    from harness.fetch import verified_folder
+    from harness.runner import build_model
+    from harness.seeds import seed_everything, seed_for
+    from harness.training import augment_batch, make_optimizer, make_schedule, predict
+
+    device = torch.device("cpu")
+    generator = seed_everything(seed_for(fold, 1))
+    folder = verified_folder(spec, resolve_root(data_root))
+    table = list_clips(spec, folder)
+    paths = [folder / f for f in table.files]
+    num_samples = round(spec.sample_rate * spec.clip_seconds)
+    loader = lambda idx, shuffle: torch.utils.data.DataLoader(
+        WavItems([paths[i] for i in idx], table.labels[idx], num_samples), batch_size=sub.recipe.batch_size,
+        shuffle=shuffle, drop_last=shuffle, generator=generator)
+    train, test = np.flatnonzero(table.folds != fold), np.flatnonzero(table.folds == fold)
+    with torch.no_grad():
+        feats = torch.cat([sub.frontend(w) for w, _ in loader(train, False)])
+        mean, std = feats.mean().item(), feats.std().item()
+    model = build_model(sub, spec.num_classes, tuple(feats.shape[1:]))
+    del feats
+    opt = make_optimizer(model.parameters(), sub.recipe)
+    schedule = make_schedule(opt, sub.recipe, epochs * (len(train) // sub.recipe.batch_size))
+    for _ in range(epochs):
+        model.train()
+        for wave, y in loader(train, True):
+            with torch.no_grad():
+                x = (sub.frontend(wave) - mean) / (std + 1e-8)
+            x, target = augment_batch(x, y, sub.recipe, spec.num_classes, generator)
+            loss = torch.sum(-target * F.log_softmax(model(x), -1), -1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+    correct = 0
+    for wave, y in loader(test, False):
+        with torch.no_grad():
+            correct += int((predict(model, (sub.frontend(wave) - mean) / (std + 1e-8), device).argmax(1) == y).sum())
+    return correct / len(test)

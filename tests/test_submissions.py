@@ -48,3 +48,12 @@ def test_submission_runs_end_to_end(name, image_dataset):
     record = run_one(sub, spec, 1, 1, 1, torch.device("cpu"), root)
     assert record["status"] == "ok" and 0 <= record["metrics"]["accuracy"] <= 1
     assert record["curves"] and all(math.isfinite(row["train_loss"]) for row in record["curves"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_submission_passes_check(name):
+    from harness.check import check_submission
+
+    failures = [f"{f.step}: {f.message}" for f in check_submission(name) if not f.ok]
+    assert not failures, failures

@@ -108,21 +108,19 @@ def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: i
     is_val = validation_mask(data.y[train_idx], sub.recipe.val_fraction, seed)
     fit_idx, val_idx = train_idx[~is_val], train_idx[is_val]
 
-    def features_for(frontend: nn.Module):
+    def prepare(frontend: nn.Module):
         """Training and validation features through ``frontend``, normalised by training statistics."""
         raw = compute_features(frontend, data.x, fit_idx, device)
         norm = _normalizer(sub.recipe.normalize, raw)
-        return norm(raw), norm(compute_features(frontend, data.x, val_idx, device)) if len(val_idx) else None
+        return norm(raw), norm(compute_features(frontend, data.x, val_idx, device)) if len(val_idx) else None, norm
 
-    features = compute_features(sub.frontend, data.x, fit_idx, device)
-    normalize = _normalizer(sub.recipe.normalize, features)
-    x_val = normalize(compute_features(sub.frontend, data.x, val_idx, device)) if len(val_idx) else None
+    features, x_val, normalize = prepare(sub.frontend)
     y = lambda idx: torch.from_numpy(data.y[idx]).to(device)
     model = build_model(sub, spec.num_classes, input_shape=tuple(features.shape[1:])).to(device)
     check_output_shape(sub, model, features[:2].to(device), spec.num_classes)
     model = tune_for_device(model, device, features.dim(), compile_model)
-    ctx = TrainContext(sub, model, normalize(features), y(fit_idx), x_val, y(val_idx) if len(val_idx) else None,
-                       epochs, spec.num_classes, device, generator, on_epoch, features_for, spec.name)
+    ctx = TrainContext(sub, model, features, y(fit_idx), x_val, y(val_idx) if len(val_idx) else None,
+                       epochs, spec.num_classes, device, generator, on_epoch, lambda fe: prepare(fe)[:2], spec.name)
     fitted = (sub.fit or fit_default)(ctx)
     del ctx, features
 

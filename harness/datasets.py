@@ -7,6 +7,7 @@ split's fingerprint; after the first call no audio file is read again.
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -265,8 +266,9 @@ def _cached_array(path: Path, shape: tuple[int, ...], fill) -> np.ndarray:
 def load_dataset(spec: DatasetSpec, root: Path | None = None, sample_rate: int | None = None) -> Dataset:
     """Return the decoded dataset, decoding and caching it on first use.
 
-    The cache key holds the dataset's version and fingerprint, the sample rate and the clip
-    length, so a changed declaration or re-imported data can never reuse stale arrays.
+    The cache key holds the source's version and fingerprint, the list of decoded files, the
+    sample rate and the clip length, so a changed declaration or re-imported data can never
+    reuse stale arrays, while tasks over the same files share one.
     """
     from harness import fetch, synthetic
 
@@ -282,7 +284,9 @@ def load_dataset(spec: DatasetSpec, root: Path | None = None, sample_rate: int |
     fingerprint = (folder / fetch.MARKER).read_text().strip()
     shape = (len(table.files), *spec.image_size) if spec.kind == "image" else (
         len(table.files), round(sample_rate * spec.clip_seconds))
-    key = f"{spec.name}-v{spec.version}-{fingerprint[:12]}-{sample_rate}hz-{shape[-1]}"
+    # tasks over the same files (fsdd and fsdd_speaker) share one cache: keyed by what is decoded
+    files = hashlib.sha256("\n".join(table.files).encode()).hexdigest()[:8]
+    key = f"{spec.source}-v{spec.version}-{fingerprint[:12]}-{files}-{sample_rate}hz-{shape[-1]}"
     x = _cached_array(root / "cache" / f"{key}.npy", shape,
                       lambda out: _decode_all(spec, folder, table, sample_rate, out))
     return Dataset(spec, x, table.labels, table.folds, table.ids, table.class_names, sample_rate,

@@ -163,9 +163,13 @@ def leaderboard(obj: Context, output: Path):
     from harness.leaderboard import render
 
     fingerprints = {n: fp for n in obj.catalog if (fp := current_fold_fingerprint(obj.catalog.get(n), obj.data_root))}
-    text = render(obj.results_root, load_submissions(), obj.catalog, fingerprints)
+    text, figures = render(obj.results_root, load_submissions(), obj.catalog, fingerprints)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
+    for old in output.parent.glob("curves-*.svg"):
+        old.unlink()
+    for name, svg in figures.items():
+        (output.parent / name).write_text(svg)
     click.echo(f"wrote {output}")
 
 

@@ -123,6 +123,15 @@ def _published(submissions: Registry, dataset: str, epochs: int) -> dict[str, di
     return out
 
 
+def mean_curves(rows: list[Row]) -> dict[str, list[float]]:
+    """Each submission's training loss per epoch, averaged over its runs."""
+    losses: dict[str, list[list[float]]] = defaultdict(list)
+    for row in rows:
+        losses[row.record["submission"]].append([c["train_loss"] for c in row.record.get("curves", [])])
+    return {name: np.mean([c[:min(map(len, runs))] for c in runs], axis=0).tolist() for name, runs in losses.items()
+            if min(map(len, runs)) > 0}
+
+
 def _section(dataset: str, epochs: int, rows: list[Row], published: dict[str, dict]) -> list[str]:
     by_sub: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
@@ -166,7 +175,8 @@ def _section(dataset: str, epochs: int, rows: list[Row], published: dict[str, di
                 cells.append(f"{np.mean(accs):.2f}" if accs else "")
             per_fold.append([name, *cells])
         out += [f"Accuracy % per test fold (mean over trials):", "",
-                tabulate(per_fold, ["submission", *[f"fold {f}" for f in folds]], tablefmt="github"), ""]
+                tabulate(per_fold, ["submission", *[f"fold {f}" for f in folds]], tablefmt="github"), "",
+                f"![training loss per epoch]({curve_file(dataset, epochs)})", ""]
     return out
 
 
@@ -179,10 +189,18 @@ def _published_text(pub: dict) -> str:
     return text + (f" ({pub['protocol']})" if pub.get("protocol") else "")
 
 
+def curve_file(dataset: str, epochs: int) -> str:
+    return f"curves-{dataset}-e{epochs}.svg"
+
+
 def render(results_root: Path, submissions: Registry, specs: Registry[DatasetSpec],
-           fold_fingerprints: dict[str, str] | None = None) -> str:
-    """The whole leaderboard as markdown."""
+           fold_fingerprints: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    """The whole leaderboard as markdown, and the SVG curve files it links (name -> text)."""
+    from harness.plots import curves_svg
+
     ranked, excluded = collect(results_root, submissions, specs, fold_fingerprints)
+    figures = {curve_file(d, e): curves_svg(f"{d}, {e} epochs: training loss, mean over runs", mean_curves(rows))
+               for (d, e), rows in ranked.items()}
     sections = set(ranked)
     from harness.submission import get_submission
 
@@ -206,4 +224,4 @@ def render(results_root: Path, submissions: Registry, specs: Registry[DatasetSpe
     if excluded:
         lines += ["## Not ranked", "", tabulate([[p.relative_to(results_root).as_posix(), why] for p, why in excluded],
                                                 ["result file", "why"], tablefmt="github"), ""]
-    return "\n".join(lines + [RULES])
+    return "\n".join(lines + [RULES]), figures

@@ -7,6 +7,23 @@ import soundfile as sf
 
 
 @pytest.fixture(autouse=True)
+def isolated_registry():
+    """Submissions a test registers (broken examples) disappear after it."""
+    import sys
+
+    from harness.submission import SUBMISSIONS, load_submissions
+
+    load_submissions()
+    items, modules = dict(SUBMISSIONS._items), set(sys.modules)
+    yield
+    SUBMISSIONS._items.clear()
+    SUBMISSIONS._items.update(items)
+    for name in set(sys.modules) - modules:
+        if name.startswith("submissions."):
+            del sys.modules[name]
+
+
+@pytest.fixture(autouse=True)
 def isolated_roots(tmp_path, monkeypatch):
     """Every test gets its own data root and result store; nothing touches the user's."""
     monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "data"))

@@ -346,7 +346,7 @@ def test_factory_returning_the_wrong_type_is_named(tmp_path):
 
 def test_unknown_submission_suggests_the_closest():
     out = CliRunner().invoke(main, ["run", "-s", "smal_cnn"])
-    assert out.exit_code == 1 and "unknown submission 'smal_cnn'. Did you mean 'small_cnn'?" in out.output
+    assert out.exit_code == 1 and "unknown submission 'smal_cnn'. Did you mean 'small_cnn'" in out.output
 
 
 # --- results ---------------------------------------------------------------------------------

@@ -246,7 +246,7 @@ def _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root,
     if workers <= 1:
         for fold, trial, path in jobs:
             show = lambda epoch, row: bar.set_postfix_str(
-                f"fold {fold} trial {trial} epoch {epoch}/{epochs} loss {row['train_loss']:.3f}")
+                f"fold {fold} trial {trial} epoch {epoch} (budget {epochs}) loss {row['train_loss']:.3f}")
             store(fold, trial, path, _attempt(sub, spec, fold, trial, epochs, device, data_root, compile_model, show))
     else:
         _run_in_workers(sub, spec, jobs, epochs, device, data_root, workers, compile_model, store)

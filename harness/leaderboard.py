@@ -6,6 +6,7 @@ listed with the reason they were left out.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,9 @@ def provenance_problem(record: dict[str, Any], submissions: Registry, specs: Reg
     sub = current.setdefault(name, _build(name))
     if isinstance(sub, str):
         return sub
+    # the run may have chosen its weights (--random-init, --weights): hash with that choice
+    recorded = record.get("config", {}).get("params", {}).get("pretrained", sub.pretrained)
+    sub = dataclasses.replace(sub, pretrained=recorded)
     spec = specs.get(dataset)
     if record.get("dataset_version") != spec.version:
         return f"dataset version {record.get('dataset_version')} != current {spec.version}"

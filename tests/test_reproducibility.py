@@ -157,3 +157,10 @@ def test_the_test_fold_never_reaches_training(tmp_path, monkeypatch):
     before = set().union(*[folds for done, folds in seen if not done])
     after = [folds for done, folds in seen if done]
     assert 3 not in before and after == [{3}]
+
+
+def test_random_init_runs_of_pretrained_submissions_are_ranked_and_marked(tmp_path):
+    sub = dataclasses.replace(get_submission("lecture_resnet18_frozen"), pretrained=False)  # as --random-init
+    runner.run_grid(sub, load_catalog().get("synthetic"), [1], 1, 1, torch.device("cpu"), tmp_path / "results")
+    ranked, excluded = collect(tmp_path / "results", load_submissions(), load_catalog())
+    assert [r.record["pretrained"] for r in ranked[("synthetic", 1)]] == [False], excluded

@@ -19,7 +19,6 @@ import platformdirs
 from harness import folds as F
 from harness.catalog import DatasetSpec
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3"}
 IMAGE_SUFFIXES = {".png"}
 
 

@@ -109,16 +109,10 @@ def collect(results_root: Path, submissions: Registry, specs: Registry[DatasetSp
     return ranked, excluded
 
 
-def _published(submissions: Registry, dataset: str, epochs: int) -> dict[str, dict]:
+def _published(built: dict, dataset: str, epochs: int) -> dict[str, dict]:
     """Published figures for this table, each with the submission's model, front-end and weights."""
-    from harness.submission import get_submission
-
     out = {}
-    for name in submissions:
-        try:
-            sub = get_submission(name)
-        except Exception:
-            continue
+    for name, sub in built.items():
         entries = sub.published.get(dataset, [])
         for entry in entries if isinstance(entries, list) else [entries]:
             if int(entry.get("epochs", -1)) == epochs:
@@ -178,7 +172,7 @@ def _section(dataset: str, epochs: int, rows: list[Row], published: dict[str, di
                 accs = [r["metrics"]["accuracy"] * 100 for r in recs if r["fold"] == f]
                 cells.append(f"{np.mean(accs):.2f}" if accs else "")
             per_fold.append([name, *cells])
-        out += [f"Accuracy % per test fold (mean over trials):", "",
+        out += ["Accuracy % per test fold (mean over trials):", "",
                 tabulate(per_fold, ["submission", *[f"fold {f}" for f in folds]], tablefmt="github"), "",
                 f"![training loss per epoch]({curve_file(dataset, epochs)})", ""]
     return out
@@ -206,14 +200,9 @@ def render(results_root: Path, submissions: Registry, specs: Registry[DatasetSpe
     figures = {curve_file(d, e): curves_svg(f"{d}, {e} epochs: training loss, mean over runs", mean_curves(rows))
                for (d, e), rows in ranked.items()}
     sections = set(ranked)
-    from harness.submission import get_submission
-
-    for name in submissions:
-        try:
-            published = get_submission(name).published
-        except Exception:
-            continue
-        for dataset, entries in published.items():
+    built = {name: sub for name in submissions if not isinstance(sub := _build(name), str)}  # each built once
+    for sub in built.values():
+        for dataset, entries in sub.published.items():
             for entry in entries if isinstance(entries, list) else [entries]:
                 sections.add((dataset, int(entry["epochs"])))
     lines = ["# Leaderboard", "",
@@ -224,7 +213,7 @@ def render(results_root: Path, submissions: Registry, specs: Registry[DatasetSpe
         if spec and spec.description:
             lines += [spec.description, ""]
         for _, epochs in sorted(s for s in sections if s[0] == dataset):
-            lines += _section(dataset, epochs, ranked.get((dataset, epochs), []), _published(submissions, dataset, epochs))
+            lines += _section(dataset, epochs, ranked.get((dataset, epochs), []), _published(built, dataset, epochs))
     if excluded:
         lines += ["## Not ranked", "", tabulate([[p.relative_to(results_root).as_posix(), why] for p, why in excluded],
                                                 ["result file", "why"], tablefmt="github"), ""]

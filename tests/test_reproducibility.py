@@ -2,7 +2,6 @@
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner

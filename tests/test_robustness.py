@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import tarfile
-import textwrap
 import zipfile
 from pathlib import Path
 

@@ -15,6 +15,9 @@ from harness.submission import SubmissionError, get_submission, load_submissions
 USER_ERRORS = (CatalogError, DatasetError, UnknownNameError, SubmissionError, FileNotFoundError, ValueError,
                RuntimeError)
 DEFAULT_GRID = PROJECT_ROOT / "leaderboard" / "grid.toml"
+PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32"]),
+                         help="auto: bf16 where the device computes it natively (CUDA, CPUs with AVX512-BF16 or "
+                              "AMX), else fp32. Recorded in each result.")
 
 
 class Context:
@@ -92,17 +95,17 @@ def parse_folds(text: str, spec) -> list[int]:
 
 
 def _run(obj: Context, submission: str, dataset: str, folds: str, trials: int, epochs: int | None, device: str,
-         weights: Path | None = None, random_init: bool = False, workers: int = 1, compile_model: bool = False):
+         weights: Path | None = None, random_init: bool = False, workers: int = 1, engine=None):
     import dataclasses
 
-    from harness.runner import resolve_device, run_grid
+    from harness.runner import Engine, resolve_device, run_grid
 
     sub = get_submission(submission)
     if weights or random_init:
         sub = dataclasses.replace(sub, pretrained=str(weights) if weights else False)
     spec = obj.catalog.get(dataset)
     report = run_grid(sub, spec, parse_folds(folds, spec), trials, epochs or sub.recipe.epochs,
-                      resolve_device(device), obj.results_root, obj.data_root, workers, compile_model)
+                      resolve_device(device), obj.results_root, obj.data_root, workers, engine or Engine())
     click.echo(f"{submission} on {dataset}: {len(report.done)} run, {len(report.skipped)} already finished, "
                f"{len(report.failed)} failed")
     for path, why in report.failed:
@@ -122,20 +125,27 @@ def _run(obj: Context, submission: str, dataset: str, folds: str, trials: int, e
 @click.option("--random-init", is_flag=True, help="Train a pretrained-model submission from random weights.")
 @click.option("--workers", default=1, show_default=True, help="Runs at once (worker processes sharing the device).")
 @click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (reused across folds).")
+@PRECISION
 @click.pass_obj
-def run(obj: Context, submission, dataset, folds, trials, epochs, device, weights, random_init, workers, compile_model):
+def run(obj: Context, submission, dataset, folds, trials, epochs, device, weights, random_init, workers, compile_model,
+        precision):
     """Train and evaluate a submission on every (fold, trial); finished runs are skipped."""
-    if _run(obj, submission, dataset, folds, trials, epochs, device, weights, random_init, workers, compile_model).failed:
+    from harness.runner import Engine
+
+    engine = Engine(precision, compile_model)
+    if _run(obj, submission, dataset, folds, trials, epochs, device, weights, random_init, workers, engine).failed:
         raise SystemExit(1)
 
 
 @main.command()
 @click.argument("grid_file", default=str(DEFAULT_GRID), type=click.Path(exists=True, path_type=Path))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@PRECISION
 @click.pass_obj
-def grid(obj: Context, grid_file: Path, device: str):
+def grid(obj: Context, grid_file: Path, device: str, precision: str):
     """Run every missing run of the leaderboard grid whose dataset is available."""
     from harness.fetch import verified_folder
+    from harness.runner import Engine
 
     entries = tomllib.loads(grid_file.read_text()).get("run", [])
     failed = 0
@@ -149,7 +159,7 @@ def grid(obj: Context, grid_file: Path, device: str):
                 continue
         failed += len(_run(obj, entry["submission"], spec.name, str(entry.get("folds", "all")),
                            entry.get("trials", 1), entry.get("epochs"), device,
-                           random_init=entry.get("random_init", False)).failed)
+                           random_init=entry.get("random_init", False), engine=Engine(precision)).failed)
     if failed:
         raise SystemExit(1)
 
@@ -252,7 +262,8 @@ def verify(obj: Context, name: str | None, all_: bool, result: Path | None):
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--workers", default=0, help="Also measure this many small-CNN runs side by side (0: skip).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures here.")
-def speed(workload: str, steps: int | None, device: str, workers: int, json_out: Path | None):
+@PRECISION
+def speed(workload: str, steps: int | None, device: str, workers: int, json_out: Path | None, precision: str):
     """Measure the engine against a seeds-style per-item pipeline, in one process."""
     import json
 
@@ -265,9 +276,9 @@ def speed(workload: str, steps: int | None, device: str, workers: int, json_out:
     dev = resolve_device(device)
     names = list(WORKLOADS) if workload == "all" else [workload]
     default_steps = {"esc50-resnet18": 2, "fsdd-small-cnn": 30} if dev.type == "cpu" else {}
-    rows = [measure(WORKLOADS[n](), steps or default_steps.get(n, 50), dev) for n in names]
+    rows = [measure(WORKLOADS[n](), steps or default_steps.get(n, 50), dev, precision) for n in names]
     mem = "peak GPU GiB" if dev.type == "cuda" else "process peak RSS GiB"
-    click.echo(f"device: {hardware(dev)}")
+    click.echo(f"device: {hardware(dev)}; reference fp32 (as the seeds ran), engine {rows[0]['engine_precision']}")
     click.echo(tabulate([[r["workload"], r["steps"], r["batch_size"], f"{r['reference_samples_per_s']:.1f}",
                           f"{r['engine_samples_per_s']:.1f}", f"{r['ratio']:.2f}x",
                           f"{r['reference_peak_gib']:.2f} / {r['engine_peak_gib']:.2f}",
@@ -280,7 +291,7 @@ def speed(workload: str, steps: int | None, device: str, workers: int, json_out:
     click.echo("one run: " + "; ".join(f"{r['workload']} = {r['run']}, grid = {r['grid_runs']} runs" for r in rows))
     figures = {"device": hardware(dev), "workloads": rows}
     if workers > 1:
-        par = side_by_side("fsdd-small-cnn", steps or default_steps.get("fsdd-small-cnn", 50), dev, workers)
+        par = side_by_side("fsdd-small-cnn", steps or default_steps.get("fsdd-small-cnn", 50), dev, workers, precision)
         figures["side_by_side"] = par
         click.echo(f"side by side: {workers} small-CNN runs at once give {par['aggregate_samples_per_s']:.1f} samples/s "
                    f"in aggregate vs {par['one_run_samples_per_s']:.1f} for one run alone ({par['gain']:.2f}x)")
@@ -297,15 +308,18 @@ def speed_accuracy(obj: Context, submission: str, dataset: str, epochs: int | No
     """Check the engine changes no accuracy: its stored runs against the plain loop on every fold (CPU)."""
     import numpy as np
 
-    from harness.results import iter_results
+    from harness.results import iter_results, precision_of
     from harness.speed import plain_loop_accuracy
 
     sub, spec = get_submission(submission), obj.catalog.get(dataset)
     epochs = epochs or sub.recipe.epochs
-    engine = {r["fold"]: r["metrics"]["accuracy"] for _, r in iter_results(obj.results_root / dataset / submission / f"e{epochs}")
-              if r and r.get("status") == "ok" and r.get("trial") == 1}
+    runs = [r for _, r in iter_results(obj.results_root / dataset / submission / f"e{epochs}")
+            if r and r.get("status") == "ok" and r.get("trial") == 1]
+    engine = {r["fold"]: r["metrics"]["accuracy"] for r in runs}
     if sorted(engine) != spec.eval_folds:
         raise click.ClickException(f"run the engine first: bench run -s {submission} -d {dataset} --epochs {epochs}")
+    modes = sorted({f"{r.get('device', 'cpu')} {precision_of(r)}" for r in runs})
+    click.echo(f"engine runs: {', '.join(modes)}; plain loop: cpu fp32 (the seeds' way)")
     plain = {}
     for fold in spec.eval_folds:
         plain[fold] = plain_loop_accuracy(sub, spec, fold, epochs, obj.data_root)

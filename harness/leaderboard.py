@@ -147,7 +147,7 @@ def _section(dataset: str, epochs: int, rows: list[Row], published: dict[str, di
             "runs": f"{len(recs)} ({len({r['fold'] for r in recs})} folds × {len({r['trial'] for r in recs})} trials)"
                     + (f", {len(first['excluded_files'])} bad files left out" if first.get("excluded_files") else ""),
             "s/run": f"{np.mean([r['wall_time_s'] for r in recs]):.1f}",
-            "hardware": ", ".join(sorted({r["hardware"] for r in recs})),
+            "hardware": ", ".join(sorted({f"{r['hardware']}, {R.precision_of(r)}" for r in recs})),
             "published": _published_text(pub),
             "_key": np.mean([r["metrics"]["accuracy"] for r in recs]),
         })

@@ -1,7 +1,8 @@
 """Reproducibility locks: a committed record of a smoke run that CI re-runs and compares exactly.
 
-``bench lock NAME`` runs the submission on the tiny synthetic check data on CPU (fold 1,
-trial 1, one epoch, random weights) and writes ``locks/NAME.json``. ``bench verify`` re-runs
+``bench lock NAME`` runs the submission on the tiny synthetic check data on CPU in fp32 (fold
+1, trial 1, one epoch, random weights) and writes ``locks/NAME.json``. fp32 keeps a lock
+independent of whether the CPU has bf16 units. ``bench verify`` re-runs
 it: the config hash and the predictions must match bit for bit, so a changed entry cannot
 keep an old score without being re-locked.
 """
@@ -24,14 +25,14 @@ LOCK_DIR = PROJECT_ROOT / "locks"
 def smoke(name: str) -> dict:
     """The lock record of a fresh smoke run of ``name``."""
     from harness.check import tiny_data
-    from harness.runner import run_one
+    from harness.runner import Engine, run_one
 
     sub = dataclasses.replace(get_submission(name), pretrained=False)
     spec, data = tiny_data(sub)
-    rec = run_one(sub, spec, 1, 1, 1, torch.device("cpu"), data=data)
+    rec = run_one(sub, spec, 1, 1, 1, torch.device("cpu"), data=data, engine=Engine(precision="fp32"))
     return {
         "submission": name, "config_hash": rec["config_hash"], "params": rec["config"]["params"],
-        "source_hash": rec["source_hash"], "budget": "synthetic_tiny, fold 1, trial 1, 1 epoch, CPU, random weights",
+        "source_hash": rec["source_hash"], "budget": "synthetic_tiny, fold 1, trial 1, 1 epoch, CPU, fp32, random weights",
         "metrics": {k: rec["metrics"][k] for k in ("accuracy", "macro_f1")},
         "predictions_sha256": hashlib.sha256(json.dumps(rec["predictions"]).encode()).hexdigest(),
         "predictions": rec["predictions"], "versions": package_versions(),
@@ -75,8 +76,8 @@ def verify(name: str, folder: Path = LOCK_DIR) -> tuple[bool, list[str]]:
                    f"  If the change is intended, re-lock with `bench lock {name}` and commit locks/{name}.json."]
 
 
-# Accuracy tolerance when re-running a stored result on the device type it ran on. CPU runs are
-# deterministic, so they must match exactly. CUDA kernels (cuDNN autotuning, atomics in
+# Accuracy tolerance when re-running a stored result on the device type and precision it ran
+# with. CPU runs are deterministic in fp32 and in bf16, so they must match exactly. CUDA kernels (cuDNN autotuning, atomics in
 # backward passes, bf16) do not promise bitwise equality; the spread across repeated GPU runs
 # has not been measured in this project yet, so this bound is a placeholder to be replaced by
 # a measured one.
@@ -87,7 +88,8 @@ def verify_result(path: Path, data_root: Path | None = None) -> tuple[bool, list
     """Re-run one stored result with its recorded config and compare its metrics."""
     from harness.catalog import load_catalog
     from harness.results import read_result
-    from harness.runner import resolve_device, run_config, run_one
+    from harness.results import precision_of
+    from harness.runner import Engine, resolve_device, run_config, run_one
     from harness.submission import config_hash
 
     record = read_result(path)
@@ -103,9 +105,11 @@ def verify_result(path: Path, data_root: Path | None = None) -> tuple[bool, list
     if config_hash(run_config(sub, spec, epochs, fold, trial)) != record["config_hash"]:
         return False, [f"{path}: the submission's config changed since this run; it cannot be re-run as recorded"]
     device = resolve_device(record.get("device", "cpu"))
-    now = run_one(sub, spec, fold, trial, epochs, device, data_root)
+    precision = precision_of(record)
+    now = run_one(sub, spec, fold, trial, epochs, device, data_root, engine=Engine(precision))
     tolerance = TOLERANCE.get(device.type, 0.0)
-    lines, ok = [f"{path.name}: re-ran {sub.name} on {spec.name} fold {fold} trial {trial}, {epochs} epochs, {device.type}"], True
+    lines, ok = [f"{path.name}: re-ran {sub.name} on {spec.name} fold {fold} trial {trial}, {epochs} epochs, "
+                 f"{device.type}, {precision}"], True
     for metric in ("accuracy", "macro_f1"):
         old, new = record["metrics"][metric], now["metrics"][metric]
         within = abs(new - old) <= tolerance

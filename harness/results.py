@@ -72,10 +72,17 @@ def read_result(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def is_finished(path: Path, config_hash: str) -> bool:
+def precision_of(record: dict[str, Any]) -> str:
+    """The precision a run trained in; results from before it was recorded ran bf16 on CUDA, fp32 on CPU."""
+    return record.get("precision") or ("bf16" if record.get("device") == "cuda" else "fp32")
+
+
+def is_finished(path: Path, config_hash: str, source_hash: str | None = None) -> bool:
+    """A sealed, successful run of this config (and, given ``source_hash``, of this submission code)."""
     record = read_result(path)
     return (bool(record) and is_sealed(record) and record.get("status") == "ok"
-            and record.get("config_hash") == config_hash)
+            and record.get("config_hash") == config_hash
+            and (source_hash is None or record.get("source_hash") == source_hash))
 
 
 def iter_results(root: Path) -> Iterator[tuple[Path, dict[str, Any] | None]]:

@@ -22,7 +22,7 @@ from harness.folds import validation_mask
 from harness.metrics import classification_metrics
 from harness.seeds import seed_everything, seed_for
 from harness.submission import Submission, SubmissionError, config_hash
-from harness.training import TrainContext, compute_features, fit_default, predict
+from harness.training import TrainContext, compute_features, fit_default, predict, resolve_precision
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -78,22 +78,36 @@ def _normalizer(recipe_normalize: str, train_features: torch.Tensor) -> Callable
     return lambda x: x
 
 
-def tune_for_device(model: nn.Module, device: torch.device, input_dims: int, compile_model: bool = False) -> nn.Module:
-    """On CUDA: cuDNN autotuning, channels_last for image-like input, optionally torch.compile.
+@dataclass(frozen=True)
+class Engine:
+    """How runs execute, as opposed to what they compute: recorded in every result, never hashed.
 
-    torch.compile inlines module code, so the graph compiled for the first fold is reused by
-    the next folds' fresh models of the same shapes instead of being compiled again.
+    Args:
+        precision: ``"auto"`` (default: bf16 where the device computes it natively, see
+            ``harness.training.resolve_precision``), ``"bf16"`` or ``"fp32"``. fp32 on CPU is the
+            portable mode that locks use.
+        compile: ``torch.compile`` the model (default False); the graph compiled for the first
+            fold is reused by the next folds' fresh models of the same shapes.
     """
+
+    precision: str = "auto"
+    compile: bool = False
+
+
+def tune_for_device(model: nn.Module, device: torch.device, input_dims: int, engine: Engine = Engine(),
+                    precision: str = "fp32") -> nn.Module:
+    """cuDNN autotuning on CUDA; channels_last for image-like input on CUDA and in bf16 (oneDNN's
+    fast layout on CPU); optionally torch.compile. fp32 on CPU stays exactly as plain PyTorch runs it."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        if input_dims == 4:
-            model = model.to(memory_format=torch.channels_last)
-    return torch.compile(model) if compile_model else model
+    if input_dims == 4 and (device.type == "cuda" or precision == "bf16"):
+        model = model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if engine.compile else model
 
 
 def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: int, device: torch.device,
             data_root: Path | None = None, on_epoch=lambda epoch, row: None, data: Dataset | None = None,
-            compile_model: bool = False) -> dict:
+            engine: Engine = Engine()) -> dict:
     """Train on every fold but ``fold``, then evaluate on ``fold``; returns the result record.
 
     ``data`` replaces loading ``spec`` from the data root (in-memory check and lock data).
@@ -101,6 +115,7 @@ def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: i
     start = time.perf_counter()
     seed = seed_for(fold, trial)
     generator = seed_everything(seed, deterministic=device.type == "cpu")
+    precision = resolve_precision(engine.precision, device)
     data = data or load_dataset(spec, data_root, sub.frontend.sample_rate)
     train_idx, test_idx = np.flatnonzero(data.folds != fold), np.flatnonzero(data.folds == fold)
     if not len(test_idx):
@@ -118,15 +133,16 @@ def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: i
     y = lambda idx: torch.from_numpy(data.y[idx]).to(device)
     model = build_model(sub, spec.num_classes, input_shape=tuple(features.shape[1:])).to(device)
     check_output_shape(sub, model, features[:2].to(device), spec.num_classes)
-    model = tune_for_device(model, device, features.dim(), compile_model)
+    model = tune_for_device(model, device, features.dim(), engine, precision)
     ctx = TrainContext(sub, model, features, y(fit_idx), x_val, y(val_idx) if len(val_idx) else None,
-                       epochs, spec.num_classes, device, generator, on_epoch, lambda fe: prepare(fe)[:2], spec.name)
+                       epochs, spec.num_classes, device, generator, on_epoch, lambda fe: prepare(fe)[:2], spec.name,
+                       precision)
     fitted = (sub.fit or fit_default)(ctx)
     del ctx, features
 
     # the test fold reaches the model only here, after training and model selection are over
     x_test = normalize(compute_features(sub.frontend, data.x, test_idx, device))
-    pred = predict(fitted.model, x_test, device).argmax(1).cpu().numpy()
+    pred = predict(fitted.model, x_test, device, precision).argmax(1).cpu().numpy()
     config = run_config(sub, spec, epochs, fold, trial)
     return {
         "schema": R.SCHEMA, "status": "ok",
@@ -140,7 +156,8 @@ def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: i
         "n_train": int(len(fit_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
         "metrics": classification_metrics(data.y[test_idx], pred, spec.num_classes),
         "predictions": pred.tolist(), "curves": fitted.curves,
-        "git": R.git_state(), "versions": R.package_versions(), "device": device.type,
+        "git": R.git_state(), "versions": R.package_versions(), "device": device.type, "precision": precision,
+        "compiled": engine.compile,
         "hardware": R.hardware(device), "wall_time_s": round(time.perf_counter() - start, 3),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -182,7 +199,7 @@ class GridReport:
 
 def run_grid(sub: Submission, spec: DatasetSpec, folds: list[int], trials: int, epochs: int,
              device: torch.device, results_root: Path, data_root: Path | None = None,
-             workers: int = 1, compile_model: bool = False) -> GridReport:
+             workers: int = 1, engine: Engine = Engine()) -> GridReport:
     """Run every missing (fold, trial); finished ones are skipped, failures recorded and listed.
 
     ``workers`` > 1 runs that many jobs at once in worker processes sharing the device, for
@@ -193,16 +210,16 @@ def run_grid(sub: Submission, spec: DatasetSpec, folds: list[int], trials: int, 
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        return _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root, workers, compile_model)
+        return _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root, workers, engine)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
 def _attempt(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: int, device: torch.device,
-             data_root: Path | None, compile_model: bool, on_epoch=lambda epoch, row: None) -> dict:
+             data_root: Path | None, engine: Engine, on_epoch=lambda epoch, row: None) -> dict:
     """One run as a record: its result, or a failed record saying why (never an exception)."""
     try:
-        return run_one(sub, spec, fold, trial, epochs, device, data_root, on_epoch, compile_model=compile_model)
+        return run_one(sub, spec, fold, trial, epochs, device, data_root, on_epoch, engine=engine)
     except Exception as err:  # one failed run must not stop or lose the others
         return {"schema": R.SCHEMA, "status": "failed", "submission": sub.name, "dataset": spec.name,
                 "epochs": epochs, "fold": fold, "trial": trial, "error": describe_failure(err, sub),
@@ -210,24 +227,25 @@ def _attempt(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: 
 
 
 def _attempt_in_worker(name: str, pretrained, spec: DatasetSpec, fold: int, trial: int, epochs: int, device: str,
-                       data_root: Path | None, compile_model: bool, threads: int) -> dict:
+                       data_root: Path | None, engine: Engine, threads: int) -> dict:
     import dataclasses
 
     from harness.submission import get_submission
 
     torch.set_num_threads(threads)
     sub = dataclasses.replace(get_submission(name), pretrained=pretrained)
-    return _attempt(sub, spec, fold, trial, epochs, torch.device(device), data_root, compile_model)
+    return _attempt(sub, spec, fold, trial, epochs, torch.device(device), data_root, engine)
 
 
-def _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root, workers, compile_model) -> GridReport:
+def _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root, workers, engine) -> GridReport:
     from tqdm import tqdm
 
     report = GridReport()
     jobs = []
     for fold, trial in [(f, t) for t in range(1, trials + 1) for f in folds]:
         path = R.result_path(results_root, spec.name, sub.name, epochs, fold, trial)
-        if R.is_finished(path, config_hash(run_config(sub, spec, epochs, fold, trial))):
+        # an edited submission file makes its stored runs stale: they run again
+        if R.is_finished(path, config_hash(run_config(sub, spec, epochs, fold, trial)), sub.source_hash()):
             report.skipped.append(path)
         else:
             jobs.append((fold, trial, path))
@@ -247,14 +265,14 @@ def _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root,
         for fold, trial, path in jobs:
             show = lambda epoch, row: bar.set_postfix_str(
                 f"fold {fold} trial {trial} epoch {epoch} (budget {epochs}) loss {row['train_loss']:.3f}")
-            store(fold, trial, path, _attempt(sub, spec, fold, trial, epochs, device, data_root, compile_model, show))
+            store(fold, trial, path, _attempt(sub, spec, fold, trial, epochs, device, data_root, engine, show))
     else:
-        _run_in_workers(sub, spec, jobs, epochs, device, data_root, workers, compile_model, store)
+        _run_in_workers(sub, spec, jobs, epochs, device, data_root, workers, engine, store)
     bar.close()
     return report
 
 
-def _run_in_workers(sub, spec, jobs, epochs, device, data_root, workers, compile_model, store) -> None:
+def _run_in_workers(sub, spec, jobs, epochs, device, data_root, workers, engine, store) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -262,7 +280,7 @@ def _run_in_workers(sub, spec, jobs, epochs, device, data_root, workers, compile
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         futures = {pool.submit(_attempt_in_worker, sub.name, sub.pretrained, spec, fold, trial, epochs, str(device),
-                               data_root, compile_model, threads): (fold, trial, path) for fold, trial, path in jobs}
+                               data_root, engine, threads): (fold, trial, path) for fold, trial, path in jobs}
         for future in as_completed(futures):
             store(*futures[future], future.result())
     finally:  # on Ctrl-C or SIGTERM: drop queued jobs; finished ones are already stored

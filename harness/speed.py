@@ -3,9 +3,12 @@
 Both train the same model with the same batch size, optimiser and number of steps on the same
 WAV files, in one process:
 - reference: a ``DataLoader`` decodes every item from its WAV file every epoch (soundfile,
-  resampled when needed), and the mel front-end runs per batch, as in the seeds' notebooks;
+  resampled when needed), and the mel front-end runs per batch, in fp32 with PyTorch's default
+  memory layout, as in the seeds' notebooks (none of the four uses mixed precision);
 - engine: the clips are decoded once, the front-end runs once over the whole set on the
-  device, and batches are drawn by indexing that tensor (``harness.training.train_epochs``).
+  device, and batches are drawn by indexing that tensor (``harness.training.train_epochs``),
+  at the engine's precision (``--precision``; ``auto`` is bf16 with channels_last where the
+  device computes bf16 natively). ``--precision fp32`` isolates the gain of the data path.
 Audio is synthetic: throughput depends on the shapes, not on what the clips contain.
 """
 from __future__ import annotations
@@ -97,18 +100,20 @@ def _peak_memory(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def _setup(work: Workload, device: torch.device, num_classes: int, input_shape):
-    from harness.runner import build_model, tune_for_device
+def _setup(work: Workload, device: torch.device, num_classes: int, input_shape, precision: str | None):
+    """Model and optimiser; ``precision`` None is the reference's plain fp32 model, untuned."""
+    from harness.runner import Engine, build_model, tune_for_device
 
     torch.manual_seed(0)
     model = build_model(dataclasses.replace(work.submission, pretrained=False), num_classes, input_shape).to(device)
-    model = tune_for_device(model, device, 1 + len(input_shape))
+    if precision is not None:
+        model = tune_for_device(model, device, 1 + len(input_shape), Engine(precision), precision)
     return model, torch.optim.AdamW(model.parameters(), lr=work.submission.recipe.lr)
 
 
 def run_reference(work: Workload, paths: list[Path], labels: np.ndarray, steps: int, device: torch.device) -> float:
     """Seconds for ``steps`` training steps of the per-item pipeline (after one warm-up step)."""
-    from harness.training import augment_batch, autocast
+    from harness.training import augment_batch
 
     frontend = work.submission.frontend.to(device)
     items = WavItems(paths, labels, int(work.sample_rate * work.seconds))
@@ -116,7 +121,7 @@ def run_reference(work: Workload, paths: list[Path], labels: np.ndarray, steps: 
                                          generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         shape = frontend(items[0][0][None].to(device)).shape[1:]
-    model, opt = _setup(work, device, int(labels.max()) + 1, tuple(shape))
+    model, opt = _setup(work, device, int(labels.max()) + 1, tuple(shape), None)
     gen = torch.Generator().manual_seed(0)
     batches = iter(loader)
     start = None
@@ -129,8 +134,7 @@ def run_reference(work: Workload, paths: list[Path], labels: np.ndarray, steps: 
             x = frontend(wave.to(device))
             x = (x - x.mean()) / (x.std() + 1e-8)
         x, target = augment_batch(x, y.to(device), work.submission.recipe, int(labels.max()) + 1, gen)
-        with autocast(device):
-            loss = torch.sum(-target * F.log_softmax(model(x).float(), -1), -1).mean()
+        loss = torch.sum(-target * F.log_softmax(model(x), -1), -1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -138,8 +142,12 @@ def run_reference(work: Workload, paths: list[Path], labels: np.ndarray, steps: 
     return time.perf_counter() - start
 
 
-def run_engine(work: Workload, paths: list[Path], labels: np.ndarray, steps: int, device: torch.device) -> tuple[float, float]:
-    """(seconds for decode once + features once, seconds for ``steps`` training steps after a warm-up step)."""
+def run_engine(work: Workload, paths: list[Path], labels: np.ndarray, steps: int, device: torch.device,
+               precision: str = "fp32") -> tuple[float, float]:
+    """(seconds for decode once + features once, seconds for ``steps`` training steps after a warm-up step).
+
+    ``precision`` is resolved already: "bf16" or "fp32".
+    """
     from harness.augment import global_stats, normalize_global
     from harness.training import TrainContext, compute_features, train_epochs
 
@@ -151,11 +159,11 @@ def run_engine(work: Workload, paths: list[Path], labels: np.ndarray, steps: int
     feats = normalize_global(feats, mean, std)
     _sync(device)
     prepare = time.perf_counter() - start
-    model, opt = _setup(work, device, int(labels.max()) + 1, tuple(feats.shape[1:]))
+    model, opt = _setup(work, device, int(labels.max()) + 1, tuple(feats.shape[1:]), precision)
     sub = work.submission.with_recipe(batch_size=work.batch_size)
     y = torch.from_numpy(labels).to(device)
     ctx = lambda count: TrainContext(sub, model, feats[:count], y[:count], None, None, 1, int(labels.max()) + 1, device,
-                                     torch.Generator().manual_seed(0))
+                                     torch.Generator().manual_seed(0), precision=precision)
     constant = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     train_epochs(ctx(work.batch_size), model, opt, constant, 1)  # warm-up step
     _sync(device)
@@ -165,8 +173,11 @@ def run_engine(work: Workload, paths: list[Path], labels: np.ndarray, steps: int
     return prepare, time.perf_counter() - start
 
 
-def measure(work: Workload, steps: int, device: torch.device) -> dict:
+def measure(work: Workload, steps: int, device: torch.device, precision: str = "auto") -> dict:
     """Both pipelines on the same files; throughputs, their ratio, memory and projected wall times."""
+    from harness.training import resolve_precision
+
+    precision = resolve_precision(precision, device)
     n_items = (steps + 1) * work.batch_size
     labels = np.arange(n_items) % 10
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,7 +189,7 @@ def measure(work: Workload, steps: int, device: torch.device) -> dict:
         ref_mem = _peak_memory(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        prepare_s, engine_s = run_engine(work, paths, labels, steps, device)
+        prepare_s, engine_s = run_engine(work, paths, labels, steps, device, precision)
         engine_mem = _peak_memory(device)
     samples = steps * work.batch_size
     ref_tput, engine_tput = samples / ref_s, samples / engine_s
@@ -187,6 +198,7 @@ def measure(work: Workload, steps: int, device: torch.device) -> dict:
     engine_run = run_samples / engine_tput + prepare_per_clip * work.train_clips * 1.25  # + features of the test fold
     return {
         "workload": work.name, "device": str(device), "steps": steps, "batch_size": work.batch_size,
+        "reference_precision": "fp32", "engine_precision": precision,
         "reference_samples_per_s": ref_tput, "engine_samples_per_s": engine_tput, "ratio": engine_tput / ref_tput,
         "reference_peak_gib": ref_mem, "engine_peak_gib": engine_mem, "engine_prepare_s": prepare_s,
         "projected_run_s": {"reference": run_samples / ref_tput, "engine": engine_run},
@@ -198,18 +210,18 @@ def measure(work: Workload, steps: int, device: torch.device) -> dict:
 WORKLOADS = {"esc50-resnet18": esc50_resnet18, "fsdd-small-cnn": fsdd_small_cnn}
 
 
-def _engine_in_worker(name: str, steps: int, device: str, threads: int) -> tuple[float, int]:
+def _engine_in_worker(name: str, steps: int, device: str, threads: int, precision: str) -> tuple[float, int]:
     torch.set_num_threads(threads)
     work = WORKLOADS[name]()
     n_items = (steps + 1) * work.batch_size
     with tempfile.TemporaryDirectory() as tmp:
         pool = write_wavs(Path(tmp), min(n_items, 256), work.sample_rate, work.seconds)
         _, seconds = run_engine(work, [pool[i % len(pool)] for i in range(n_items)], np.arange(n_items) % 10, steps,
-                                torch.device(device))
+                                torch.device(device), precision)
     return seconds, steps * work.batch_size
 
 
-def side_by_side(name: str, steps: int, device: torch.device, workers: int) -> dict:
+def side_by_side(name: str, steps: int, device: torch.device, workers: int, precision: str = "auto") -> dict:
     """Aggregate training throughput of ``workers`` engine runs at once vs one run alone.
 
     Each run is a worker process on the same device (``bench run --workers``); on CPU the
@@ -218,16 +230,19 @@ def side_by_side(name: str, steps: int, device: torch.device, workers: int) -> d
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from harness.training import resolve_precision
+
+    precision = resolve_precision(precision, device)
     total_threads = torch.get_num_threads()
     results = {}
     for count in (1, workers):
         threads = max(1, total_threads // count) if device.type == "cpu" else 1
         with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
             runs = list(pool.map(_engine_in_worker, [name] * count, [steps] * count, [str(device)] * count,
-                                 [threads] * count))
+                                 [threads] * count, [precision] * count))
         # runs overlap; the slowest bounds the aggregate
         results[count] = sum(samples for _, samples in runs) / max(seconds for seconds, _ in runs)
-    return {"workload": name, "workers": workers, "one_run_samples_per_s": results[1],
+    return {"workload": name, "workers": workers, "precision": precision, "one_run_samples_per_s": results[1],
             "aggregate_samples_per_s": results[workers], "gain": results[workers] / results[1]}
 
 

@@ -43,6 +43,7 @@ class TrainContext:
     # features of the same training / validation clips through another front-end (multi-stage recipes)
     features_for: Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor | None]] | None = None
     dataset: str = ""
+    precision: str = "fp32"      # resolved: "bf16" or "fp32" (see ``resolve_precision``)
 
     @property
     def recipe(self) -> Recipe:
@@ -55,9 +56,30 @@ class FitResult:
     curves: list[dict] = field(default_factory=list)  # one row per epoch
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; full precision on CPU, where it keeps runs deterministic."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware: a recent CUDA GPU, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    # private but stable probes; a torch without them just means "assume not"
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return device.type == "cpu" and any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` is bf16 where the device computes it natively, fp32 elsewhere (emulated bf16 is slower)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """bf16 autocast for ``precision="bf16"`` (weights and optimiser stay fp32); nothing for fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
 
 def make_optimizer(params, recipe: Recipe, lr: float | None = None) -> torch.optim.Optimizer:
@@ -125,7 +147,7 @@ def train_epochs(ctx: TrainContext, model: nn.Module, opt: torch.optim.Optimizer
             # features live on the device, or (when too large) in pinned host memory: copy the batch over
             xb = x[idx.to(x.device)].to(ctx.device, non_blocking=True)
             xb, yb = augment_batch(xb, ctx.y[idx], recipe, ctx.num_classes, ctx.generator)
-            with autocast(ctx.device):
+            with autocast(ctx.device, ctx.precision):
                 loss = torch.sum(-yb * F.log_softmax(model(xb).float(), dim=-1), dim=-1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -137,7 +159,7 @@ def train_epochs(ctx: TrainContext, model: nn.Module, opt: torch.optim.Optimizer
         if not math.isfinite(row["train_loss"]):
             raise NonFiniteLossError(f"non-finite training loss at epoch {row['epoch']}")
         if ctx.x_val is not None and len(ctx.x_val):
-            row["val_accuracy"] = float((predict(model, ctx.x_val, ctx.device).argmax(1).cpu() == ctx.y_val.cpu()).float().mean())
+            row["val_accuracy"] = float((predict(model, ctx.x_val, ctx.device, ctx.precision).argmax(1).cpu() == ctx.y_val.cpu()).float().mean())
             if row["val_accuracy"] > best:
                 best, best_state = row["val_accuracy"], copy.deepcopy(model.state_dict())
         rows.append(row)
@@ -155,10 +177,11 @@ def fit_default(ctx: TrainContext) -> FitResult:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, precision: str = "fp32",
+            batch_size: int = 256) -> torch.Tensor:
     """Logits for ``x`` in eval mode, batch by batch (float32, on ``device``)."""
     model.eval()
-    with autocast(device):
+    with autocast(device, precision):
         return torch.cat([model(x[i:i + batch_size].to(device, non_blocking=True)).float()
                           for i in range(0, len(x), batch_size)])
 

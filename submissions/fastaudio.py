@@ -3,7 +3,8 @@
 Recipe (the report's final sweep configuration): 44.1 kHz audio; log-mel with n_fft 4096,
 win_length 2205, hop_length 308, 224 mels, f_max 18 kHz; global normalisation (mean/std of
 the training folds); mixup 0.1; batch 64; learning rate 1e-2; fastai ``fine_tune`` of an
-ImageNet model; fp16 mixed precision; 10, 20 and 80 epochs; 5 folds x 5 trials on ESC-50.
+ImageNet model; 10, 20 and 80 epochs; 5 folds x 5 trials on ESC-50. The report names no
+numeric precision; fastai trains in fp32 unless told otherwise.
 
 Deviations, all forced by running outside fastai:
 - Model: timm's copy of the torchvision ImageNet weights fastai uses (``*.tv_in1k``), 1 input channel (timm
@@ -15,7 +16,8 @@ Deviations, all forced by running outside fastai:
   The run's epoch budget E is fastai's ``n_epoch``; the run trains E + 1 epochs in all.
 - Optimiser: AdamW (fastai's Adam with true weight decay 0.01), betas cycled 0.95-0.85-0.95
   by the one-cycle schedule like fastai's moms.
-- Precision: bf16 autocast on CUDA (the report used fp16), fp32 on CPU for determinism.
+- Precision: the harness's, recorded per run: bf16 autocast where the device computes bf16
+  natively, else fp32. `bench run --precision fp32` matches fastai's default.
 - fastaudio pads/crops clips to 5 s like our ``pad`` policy; ESC-50 clips are all 5 s.
 """
 from harness import LogMel, Recipe, Submission, register_submission

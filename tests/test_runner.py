@@ -5,11 +5,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from harness import runner
+from harness import runner, training
 from harness.catalog import load_catalog
 from harness.cli import main
 from harness.results import iter_results
-from harness.submission import get_submission
+from harness.submission import Submission, get_submission
 
 SYNTH = load_catalog().get("synthetic")
 
@@ -100,3 +100,42 @@ def test_failed_run_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
     assert len(report.done) == 1 and report.failed[0][1] == "RuntimeError: boom"
     failed = json.loads(report.failed[0][0].read_text())
     assert failed["status"] == "failed"
+
+
+def test_edited_submission_file_is_run_again(tmp_path, monkeypatch):
+    """Resume skips finished work of the current code only: a run of an edited file is stale."""
+    results = tmp_path / "results"
+    grid(results, folds=(1,))
+    monkeypatch.setattr(Submission, "source_hash", lambda self: "0" * 64)
+    report = grid(results, folds=(1,))
+    assert len(report.done) == 1 and not report.skipped
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precision_is_recorded_and_each_is_deterministic_on_cpu(precision):
+    sub, engine = get_submission("small_cnn"), runner.Engine(precision)
+    a = runner.run_one(sub, SYNTH, 3, 1, 1, torch.device("cpu"), engine=engine)
+    b = runner.run_one(sub, SYNTH, 3, 1, 1, torch.device("cpu"), engine=engine)
+    assert a["precision"] == precision and a["predictions"] == b["predictions"]
+    assert a["curves"][-1]["train_loss"] == b["curves"][-1]["train_loss"]
+
+
+def test_auto_precision_is_bf16_only_where_the_device_computes_it(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(training, "native_bf16", lambda device: False)
+    assert training.resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(training, "native_bf16", lambda device: True)
+    assert training.resolve_precision("auto", cpu) == "bf16" and training.resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ValueError, match="unknown precision 'fp16'; use one of auto, bf16, fp32"):
+        training.resolve_precision("fp16", cpu)
+
+
+def test_leaderboard_shows_each_runs_precision(tmp_path):
+    cli = CliRunner()
+    for fold, precision in ((1, "fp32"), (2, "bf16")):
+        out = cli.invoke(main, ["run", "-s", "small_cnn", "--folds", str(fold), "--epochs", "1", "--precision", precision])
+        assert out.exit_code == 0, out.output
+    out = cli.invoke(main, ["leaderboard", "--output", str(tmp_path / "board.md")])
+    assert out.exit_code == 0, out.output
+    row = next(line for line in (tmp_path / "board.md").read_text().splitlines() if line.startswith("|") and "small_cnn" in line)
+    assert ", bf16" in row and ", fp32" in row

@@ -10,11 +10,12 @@ from harness.catalog import load_catalog
 from harness.cli import main
 from harness.runner import run_grid
 from harness.submission import get_submission
+from harness.training import resolve_precision
 
 
 def test_ratio_is_computed_from_the_two_measured_throughputs(monkeypatch):
     monkeypatch.setattr(speed, "run_reference", lambda work, paths, labels, steps, device: 4.0)
-    monkeypatch.setattr(speed, "run_engine", lambda work, paths, labels, steps, device: (1.0, 0.5))
+    monkeypatch.setattr(speed, "run_engine", lambda work, paths, labels, steps, device, precision: (1.0, 0.5))
     r = speed.measure(speed.fsdd_small_cnn(), 3, torch.device("cpu"))
     assert r["reference_samples_per_s"] == pytest.approx(3 * 16 / 4.0)
     assert r["engine_samples_per_s"] == pytest.approx(3 * 16 / 0.5)
@@ -30,6 +31,17 @@ def test_speed_command_measures_both_pipelines_on_cpu(tmp_path):
     row = json.loads((tmp_path / "speed.json").read_text())["workloads"][0]
     assert row["reference_samples_per_s"] > 0 and row["engine_samples_per_s"] > 0
     assert row["ratio"] == pytest.approx(row["engine_samples_per_s"] / row["reference_samples_per_s"])
+    assert row["reference_precision"] == "fp32"
+    assert row["engine_precision"] == resolve_precision("auto", torch.device("cpu")) and "engine " in out.output
+
+
+def test_reference_trains_a_plain_fp32_model_and_the_engine_its_tuned_one(monkeypatch):
+    """The reference is the seeds' pipeline (fp32, default layout); the engine runs at the precision asked for."""
+    seen = []
+    real = speed._setup
+    monkeypatch.setattr(speed, "_setup", lambda *a: seen.append(a[-1]) or real(*a))
+    r = speed.measure(speed.fsdd_small_cnn(), 1, torch.device("cpu"), precision="bf16")
+    assert seen == [None, "bf16"] and r["engine_precision"] == "bf16"
 
 
 @pytest.mark.slow

@@ -51,7 +51,7 @@ def tiny_context(epochs=3, on_epoch=lambda e, r: None) -> TrainContext:
 
 def test_each_stage_starts_from_the_previous_stages_best_checkpoint(monkeypatch):
     scripted = iter([0.2, 0.9, 0.5, 0.1, 0.1, 0.1])  # validation accuracy per epoch: best is epoch 2
-    monkeypatch.setattr(T, "predict", lambda model, x, device: _scripted_logits(next(scripted), x))
+    monkeypatch.setattr(T, "predict", lambda model, x, device, precision="fp32": _scripted_logits(next(scripted), x))
     snapshots, starts = {}, []
     ctx = tiny_context(on_epoch=lambda e, row: snapshots.setdefault(e, copy.deepcopy(ctx.model.state_dict())))
     real_run_stage = T.run_stage

@@ -277,7 +277,7 @@ def speed(workload: str, steps: int | None, device: str, workers: int, json_out:
     names = list(WORKLOADS) if workload == "all" else [workload]
     default_steps = {"esc50-resnet18": 2, "fsdd-small-cnn": 30} if dev.type == "cpu" else {}
     rows = [measure(WORKLOADS[n](), steps or default_steps.get(n, 50), dev, precision) for n in names]
-    mem = "peak GPU GiB" if dev.type == "cuda" else "process peak RSS GiB"
+    mem = "peak GPU GiB" if dev.type == "cuda" else "peak RSS GiB"
     click.echo(f"device: {hardware(dev)}; reference fp32 (as the seeds ran), engine {rows[0]['engine_precision']}")
     click.echo(tabulate([[r["workload"], r["steps"], r["batch_size"], f"{r['reference_samples_per_s']:.1f}",
                           f"{r['engine_samples_per_s']:.1f}", f"{r['ratio']:.2f}x",

@@ -93,11 +93,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak, so each pipeline reports its own: CUDA's allocator counter, or on Linux
+    the process's peak resident size (``clear_refs`` 5). Elsewhere the process peak carries over."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def _peak_memory(device: torch.device) -> float:
-    """Peak GiB: allocated device memory on CUDA, the process's peak resident size on CPU."""
+    """Peak GiB since the last reset: allocated device memory on CUDA, resident size on CPU."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 2**20
+    except (OSError, StopIteration, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _setup(work: Workload, device: torch.device, num_classes: int, input_shape, precision: str | None):
@@ -183,12 +199,10 @@ def measure(work: Workload, steps: int, device: torch.device, precision: str = "
     with tempfile.TemporaryDirectory() as tmp:
         pool = write_wavs(Path(tmp), min(n_items, 256), work.sample_rate, work.seconds)
         paths = [pool[i % len(pool)] for i in range(n_items)]
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        _reset_peak_memory(device)
         ref_s = run_reference(work, paths, labels, steps, device)
         ref_mem = _peak_memory(device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        _reset_peak_memory(device)
         prepare_s, engine_s = run_engine(work, paths, labels, steps, device, precision)
         engine_mem = _peak_memory(device)
     samples = steps * work.batch_size

@@ -57,3 +57,17 @@ def test_grid_with_several_workers_stores_every_run(tmp_path):
     assert len(report.done) == 3 and not report.failed
     records = [json.loads(p.read_text()) for p in report.done]
     assert sorted(r["fold"] for r in records) == [1, 2, 3] and all(r["status"] == "ok" for r in records)
+
+
+def test_each_pipeline_reports_its_own_peak_memory():
+    """A large allocation before the reset does not count in the next peak (Linux and CUDA)."""
+    import sys
+
+    cpu = torch.device("cpu")
+    big = torch.ones(2**28 // 4 * 4)  # 1 GiB, touched
+    high = speed._peak_memory(cpu)
+    assert high > 1.0
+    del big
+    speed._reset_peak_memory(cpu)
+    if sys.platform.startswith("linux"):
+        assert speed._peak_memory(cpu) < high - 0.5

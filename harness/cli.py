@@ -33,6 +33,8 @@ class BenchGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.exceptions.Exit:  # --help and ctx.exit(): click's Exit is a RuntimeError
+            raise
         except USER_ERRORS as err:
             raise click.ClickException(str(err)) from None
 
@@ -258,7 +260,7 @@ def verify(obj: Context, name: str | None, all_: bool, result: Path | None):
 
 @main.command()
 @click.option("--workload", type=click.Choice(["all", "esc50-resnet18", "fsdd-small-cnn"]), default="all", show_default=True)
-@click.option("--steps", type=int, help="Training steps per pipeline [default: 50 on CUDA; 2 (ESC-50) / 30 (FSDD) on CPU].")
+@click.option("--steps", type=int, help="Training steps per pipeline [default: ESC-50 / FSDD: 50 / 1000 on CUDA, 2 / 200 on CPU].")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--workers", default=0, help="Also measure this many small-CNN runs side by side (0: skip).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures here.")
@@ -275,8 +277,10 @@ def speed(workload: str, steps: int | None, device: str, workers: int, json_out:
 
     dev = resolve_device(device)
     names = list(WORKLOADS) if workload == "all" else [workload]
-    default_steps = {"esc50-resnet18": 2, "fsdd-small-cnn": 30} if dev.type == "cpu" else {}
-    rows = [measure(WORKLOADS[n](), steps or default_steps.get(n, 50), dev, precision) for n in names]
+    # enough steps for a few seconds of the engine: a small CNN step takes milliseconds
+    default_steps = {"esc50-resnet18": 2, "fsdd-small-cnn": 200} if dev.type == "cpu" else \
+        {"esc50-resnet18": 50, "fsdd-small-cnn": 1000}
+    rows = [measure(WORKLOADS[n](), steps or default_steps[n], dev, precision) for n in names]
     mem = "peak GPU GiB" if dev.type == "cuda" else "peak RSS GiB"
     click.echo(f"device: {hardware(dev)}; reference fp32 (as the seeds ran), engine {rows[0]['engine_precision']}")
     click.echo(tabulate([[r["workload"], r["steps"], r["batch_size"], f"{r['reference_samples_per_s']:.1f}",
@@ -291,7 +295,7 @@ def speed(workload: str, steps: int | None, device: str, workers: int, json_out:
     click.echo("one run: " + "; ".join(f"{r['workload']} = {r['run']}, grid = {r['grid_runs']} runs" for r in rows))
     figures = {"device": hardware(dev), "workloads": rows}
     if workers > 1:
-        par = side_by_side("fsdd-small-cnn", steps or default_steps.get("fsdd-small-cnn", 50), dev, workers, precision)
+        par = side_by_side("fsdd-small-cnn", steps or default_steps["fsdd-small-cnn"], dev, workers, precision)
         figures["side_by_side"] = par
         click.echo(f"side by side: {workers} small-CNN runs at once give {par['aggregate_samples_per_s']:.1f} samples/s "
                    f"in aggregate vs {par['one_run_samples_per_s']:.1f} for one run alone ({par['gain']:.2f}x)")

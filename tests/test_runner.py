@@ -139,3 +139,9 @@ def test_leaderboard_shows_each_runs_precision(tmp_path):
     assert out.exit_code == 0, out.output
     row = next(line for line in (tmp_path / "board.md").read_text().splitlines() if line.startswith("|") and "small_cnn" in line)
     assert ", bf16" in row and ", fp32" in row
+
+
+@pytest.mark.parametrize("command", ["run", "speed", "grid", "verify", "leaderboard"])
+def test_every_commands_help_exits_cleanly(command):
+    out = CliRunner().invoke(main, [command, "--help"])
+    assert out.exit_code == 0 and "Usage:" in out.output and "Error" not in out.output

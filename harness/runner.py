@@ -94,15 +94,18 @@ class Engine:
     compile: bool = False
 
 
-def tune_for_device(model: nn.Module, device: torch.device, input_dims: int, engine: Engine = Engine(),
-                    precision: str = "fp32") -> nn.Module:
+def tune_for_device(model: nn.Module, device: torch.device, input_dims: int, precision: str = "fp32",
+                    compile_model: bool = False) -> nn.Module:
     """cuDNN autotuning on CUDA; channels_last for image-like input on CUDA and in bf16 (oneDNN's
-    fast layout on CPU); optionally torch.compile. fp32 on CPU stays exactly as plain PyTorch runs it."""
+    fast layout on CPU); optionally torch.compile. fp32 on CPU stays exactly as plain PyTorch runs it.
+
+    ``precision`` is resolved already: "bf16" or "fp32".
+    """
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     if input_dims == 4 and (device.type == "cuda" or precision == "bf16"):
         model = model.to(memory_format=torch.channels_last)
-    return torch.compile(model) if engine.compile else model
+    return torch.compile(model) if compile_model else model
 
 
 def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: int, device: torch.device,
@@ -133,7 +136,7 @@ def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: i
     y = lambda idx: torch.from_numpy(data.y[idx]).to(device)
     model = build_model(sub, spec.num_classes, input_shape=tuple(features.shape[1:])).to(device)
     check_output_shape(sub, model, features[:2].to(device), spec.num_classes)
-    model = tune_for_device(model, device, features.dim(), engine, precision)
+    model = tune_for_device(model, device, features.dim(), precision, engine.compile)
     ctx = TrainContext(sub, model, features, y(fit_idx), x_val, y(val_idx) if len(val_idx) else None,
                        epochs, spec.num_classes, device, generator, on_epoch, lambda fe: prepare(fe)[:2], spec.name,
                        precision)

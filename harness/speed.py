@@ -118,12 +118,12 @@ def _peak_memory(device: torch.device) -> float:
 
 def _setup(work: Workload, device: torch.device, num_classes: int, input_shape, precision: str | None):
     """Model and optimiser; ``precision`` None is the reference's plain fp32 model, untuned."""
-    from harness.runner import Engine, build_model, tune_for_device
+    from harness.runner import build_model, tune_for_device
 
     torch.manual_seed(0)
     model = build_model(dataclasses.replace(work.submission, pretrained=False), num_classes, input_shape).to(device)
     if precision is not None:
-        model = tune_for_device(model, device, 1 + len(input_shape), Engine(precision), precision)
+        model = tune_for_device(model, device, 1 + len(input_shape), precision)
     return model, torch.optim.AdamW(model.parameters(), lr=work.submission.recipe.lr)
 
 

@@ -87,23 +87,23 @@ TOLERANCE = {"cpu": 0.0, "cuda": 0.02}
 def verify_result(path: Path, data_root: Path | None = None) -> tuple[bool, list[str]]:
     """Re-run one stored result with its recorded config and compare its metrics."""
     from harness.catalog import load_catalog
-    from harness.results import read_result
-    from harness.results import precision_of
-    from harness.runner import Engine, resolve_device, run_config, run_one
-    from harness.submission import config_hash
+    from harness.leaderboard import provenance_problem
+    from harness.results import precision_of, read_result
+    from harness.runner import Engine, resolve_device, run_one
+    from harness.submission import load_submissions
 
     record = read_result(path)
     if not record or record.get("status") != "ok" or "config" not in record:
         return False, [f"{path}: not a finished result with a recorded config; nothing to verify"]
-    sub = get_submission(record["submission"])
     recorded_pretrained = record["config"]["params"]["pretrained"]
     if recorded_pretrained == "checkpoint":
         return False, [f"{path}: ran from a local checkpoint that is not recorded; re-run it with `bench run --weights FILE`"]
-    sub = dataclasses.replace(sub, pretrained=recorded_pretrained)
-    spec = load_catalog().get(record["dataset"])
+    catalog = load_catalog()
+    if problem := provenance_problem(record, load_submissions(), catalog, {}):
+        return False, [f"{path}: cannot be re-run as recorded: {problem}"]
+    sub = dataclasses.replace(get_submission(record["submission"]), pretrained=recorded_pretrained)
+    spec = catalog.get(record["dataset"])
     fold, trial, epochs = record["fold"], record["trial"], record["epochs"]
-    if config_hash(run_config(sub, spec, epochs, fold, trial)) != record["config_hash"]:
-        return False, [f"{path}: the submission's config changed since this run; it cannot be re-run as recorded"]
     device = resolve_device(record.get("device", "cpu"))
     precision = precision_of(record)
     now = run_one(sub, spec, fold, trial, epochs, device, data_root, engine=Engine(precision))

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torch.nn.functional as F
 
 from harness.datasets import fit_length
 from harness.frontends import LogMel
@@ -127,10 +126,20 @@ def _setup(work: Workload, device: torch.device, num_classes: int, input_shape, 
     return model, torch.optim.AdamW(model.parameters(), lr=work.submission.recipe.lr)
 
 
+def _plain_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                recipe: Recipe, num_classes: int, generator: torch.Generator) -> None:
+    """One training step of the seeds' loop on a batch its loader and front-end just produced."""
+    from harness.training import augment_batch, soft_cross_entropy
+
+    x, target = augment_batch(x, y, recipe, num_classes, generator)
+    loss = soft_cross_entropy(model(x), target)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def run_reference(work: Workload, paths: list[Path], labels: np.ndarray, steps: int, device: torch.device) -> float:
     """Seconds for ``steps`` training steps of the per-item pipeline (after one warm-up step)."""
-    from harness.training import augment_batch
-
     frontend = work.submission.frontend.to(device)
     items = WavItems(paths, labels, int(work.sample_rate * work.seconds))
     loader = torch.utils.data.DataLoader(items, batch_size=work.batch_size, shuffle=True, drop_last=True,
@@ -149,11 +158,7 @@ def run_reference(work: Workload, paths: list[Path], labels: np.ndarray, steps: 
         with torch.no_grad():
             x = frontend(wave.to(device))
             x = (x - x.mean()) / (x.std() + 1e-8)
-        x, target = augment_batch(x, y.to(device), work.submission.recipe, int(labels.max()) + 1, gen)
-        loss = torch.sum(-target * F.log_softmax(model(x), -1), -1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _plain_step(model, opt, x, y.to(device), work.submission.recipe, int(labels.max()) + 1, gen)
     _sync(device)
     return time.perf_counter() - start
 
@@ -274,7 +279,7 @@ def plain_loop_accuracy(sub: Submission, spec, fold: int, epochs: int, data_root
     from harness.fetch import verified_folder
     from harness.runner import build_model
     from harness.seeds import seed_everything, seed_for
-    from harness.training import augment_batch, make_optimizer, make_schedule, predict
+    from harness.training import make_optimizer, make_schedule, predict
 
     device = torch.device("cpu")
     generator = seed_everything(seed_for(fold, 1))
@@ -298,11 +303,7 @@ def plain_loop_accuracy(sub: Submission, spec, fold: int, epochs: int, data_root
         for wave, y in loader(train, True):
             with torch.no_grad():
                 x = (sub.frontend(wave) - mean) / (std + 1e-8)
-            x, target = augment_batch(x, y, sub.recipe, spec.num_classes, generator)
-            loss = torch.sum(-target * F.log_softmax(model(x), -1), -1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            _plain_step(model, opt, x, y, sub.recipe, spec.num_classes, generator)
             schedule.step()
     correct = 0
     for wave, y in loader(test, False):

@@ -82,6 +82,14 @@ def autocast(device: torch.device, precision: str = "fp32"):
     return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
 
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy against per-class target weights (one-hot, smoothed or mixed), in float32.
+
+    Shapes: logits and target (batch, num_classes) -> scalar.
+    """
+    return torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+
+
 def make_optimizer(params, recipe: Recipe, lr: float | None = None) -> torch.optim.Optimizer:
     lr = recipe.lr if lr is None else lr
     if recipe.optimizer == "adamw":
@@ -148,7 +156,7 @@ def train_epochs(ctx: TrainContext, model: nn.Module, opt: torch.optim.Optimizer
             xb = x[idx.to(x.device)].to(ctx.device, non_blocking=True)
             xb, yb = augment_batch(xb, ctx.y[idx], recipe, ctx.num_classes, ctx.generator)
             with autocast(ctx.device, ctx.precision):
-                loss = torch.sum(-yb * F.log_softmax(model(xb).float(), dim=-1), dim=-1).mean()
+                loss = soft_cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -131,6 +131,15 @@ def test_changed_provenance_makes_a_result_stale(tmp_path, stored, field, value,
     assert reasons(tmp_path) == [why]
 
 
+def test_verify_result_refuses_a_run_that_no_longer_matches_the_code(tmp_path, stored):
+    record = json.loads(stored.read_text())
+    record["source_hash"] = "0" * 64
+    R.write_json_atomic(stored, R.seal(record))
+    out = CliRunner().invoke(main, ["verify", "--result", str(stored)])
+    assert out.exit_code == 1
+    assert "cannot be re-run as recorded: submission source changed since this run" in out.output
+
+
 def test_changed_fold_split_makes_a_result_stale(tmp_path, stored):
     assert reasons(tmp_path, {"synthetic": "another split"}) == ["stale: fold split changed since this run"]
 

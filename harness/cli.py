@@ -15,6 +15,8 @@ from harness.submission import SubmissionError, get_submission, load_submissions
 USER_ERRORS = (CatalogError, DatasetError, UnknownNameError, SubmissionError, FileNotFoundError, ValueError,
                RuntimeError)
 DEFAULT_GRID = PROJECT_ROOT / "leaderboard" / "grid.toml"
+DEVICE = click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
+                      help="auto: cuda when torch sees a GPU, else cpu.")
 PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32"]),
                          help="auto: bf16 where the device computes it natively (CUDA, CPUs with AVX512-BF16 or "
                               "AMX), else fp32. Recorded in each result.")
@@ -121,7 +123,7 @@ def _run(obj: Context, submission: str, dataset: str, folds: str, trials: int, e
 @click.option("--folds", default="all", show_default=True, help="Comma-separated test folds, or 'all'.")
 @click.option("--trials", default=1, show_default=True)
 @click.option("--epochs", type=int, help="Epoch budget [default: the recipe's].")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@DEVICE
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Local checkpoint for a pretrained model, instead of downloading.")
 @click.option("--random-init", is_flag=True, help="Train a pretrained-model submission from random weights.")
@@ -141,7 +143,7 @@ def run(obj: Context, submission, dataset, folds, trials, epochs, device, weight
 
 @main.command()
 @click.argument("grid_file", default=str(DEFAULT_GRID), type=click.Path(exists=True, path_type=Path))
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@DEVICE
 @PRECISION
 @click.pass_obj
 def grid(obj: Context, grid_file: Path, device: str, precision: str):
@@ -261,7 +263,7 @@ def verify(obj: Context, name: str | None, all_: bool, result: Path | None):
 @main.command()
 @click.option("--workload", type=click.Choice(["all", "esc50-resnet18", "fsdd-small-cnn"]), default="all", show_default=True)
 @click.option("--steps", type=int, help="Training steps per pipeline [default: ESC-50 / FSDD: 50 / 1000 on CUDA, 2 / 200 on CPU].")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@DEVICE
 @click.option("--workers", default=0, help="Also measure this many small-CNN runs side by side (0: skip).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures here.")
 @PRECISION

@@ -77,12 +77,11 @@ def precision_of(record: dict[str, Any]) -> str:
     return record.get("precision") or ("bf16" if record.get("device") == "cuda" else "fp32")
 
 
-def is_finished(path: Path, config_hash: str, source_hash: str | None = None) -> bool:
-    """A sealed, successful run of this config (and, given ``source_hash``, of this submission code)."""
+def is_finished(path: Path, config_hash: str, source_hash: str) -> bool:
+    """A sealed, successful run of this config and of this submission code."""
     record = read_result(path)
     return (bool(record) and is_sealed(record) and record.get("status") == "ok"
-            and record.get("config_hash") == config_hash
-            and (source_hash is None or record.get("source_hash") == source_hash))
+            and record.get("config_hash") == config_hash and record.get("source_hash") == source_hash)
 
 
 def iter_results(root: Path) -> Iterator[tuple[Path, dict[str, Any] | None]]:

@@ -15,15 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import platformdirs
+from filelock import FileLock, Timeout
 
 from harness import folds as F
+from harness import owners
+from harness.audio import RESAMPLER, decode_audio
 from harness.catalog import DatasetSpec
+from harness.errors import DatasetError
+from harness.faults import crash_point
 
 IMAGE_SUFFIXES = {".png"}
-
-
-class DatasetError(RuntimeError):
-    """A dataset that is missing, corrupt or inconsistent with its declaration."""
 
 
 def data_root(override: str | Path | None = None) -> Path:
@@ -161,58 +162,6 @@ def list_clips(spec: DatasetSpec, folder: Path, skip: set[str] | None = None) ->
 
 # --- decoding ----------------------------------------------------------------------------
 
-def fit_length(wave: np.ndarray, n: int, policy: str) -> np.ndarray:
-    """Bring a 1-D clip to ``n`` samples.
-
-    pad: zero-pad at the end, cut at the end. loop: tile the clip, then cut.
-    crop: keep the centre of long clips, zero-pad short ones at the end.
-    """
-    if len(wave) == 0:
-        return np.zeros(n, dtype=np.float32)
-    if policy == "loop" and len(wave) < n:
-        wave = np.tile(wave, -(-n // len(wave)))
-    if policy == "crop" and len(wave) > n:
-        start = (len(wave) - n) // 2
-        wave = wave[start:start + n]
-    out = np.zeros(n, dtype=np.float32)
-    out[: min(n, len(wave))] = wave[:n]
-    return out
-
-
-def decode_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """Decode one file to mono float32 at ``sample_rate``; raises ``DatasetError`` naming the file."""
-    import soundfile as sf
-    import torch
-    import torchaudio.functional as AF
-
-    try:
-        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as err:  # soundfile raises several types for unreadable files
-        raise DatasetError(f"{path}: cannot decode audio ({err})") from None
-    if wave.shape[0] == 0:
-        raise DatasetError(f"{path}: has no samples (zero-length audio)")
-    wave = wave.mean(axis=1)
-    if not np.isfinite(wave).all():
-        raise DatasetError(f"{path}: contains NaN or infinite samples")
-    if sr != sample_rate:
-        wave = AF.resample(torch.from_numpy(wave), sr, sample_rate).numpy()
-    return wave
-
-
-def inspect_audio(path: Path) -> tuple[str | None, int, int]:
-    """Check one file for import: (problem or None, channels, sample rate)."""
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-        decode_audio(path, info.samplerate)
-        return None, info.channels, info.samplerate
-    except DatasetError as err:
-        return str(err).split(": ", 1)[-1], 0, 0
-    except Exception as err:
-        return f"cannot decode audio ({err})", 0, 0
-
-
 def decode_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     """Read one image as grayscale float32 in [0, 1], resized to (H, W) = ``size``."""
     from PIL import Image
@@ -235,39 +184,56 @@ def _decode_all(spec: DatasetSpec, folder: Path, table: ClipTable, sample_rate: 
             if spec.kind == "image":
                 out[i] = decode_image(folder / rel, spec.image_size)
             else:
-                out[i] = fit_length(decode_audio(folder / rel, sample_rate), n, spec.length_policy)
+                out[i] = decode_audio(folder / rel, sample_rate, n, spec.length_policy)
         except DatasetError as err:
             errors.append(str(err))
+        if i == len(table.files) // 2:
+            crash_point("decode")
     if errors:
         listing = "\n  ".join(errors[:50]) + ("\n  ..." if len(errors) > 50 else "")
         raise DatasetError(f"{len(errors)} bad file(s) in {spec.name}:\n  {listing}")
 
 
 def _cached_array(path: Path, shape: tuple[int, ...], fill) -> np.ndarray:
-    """Memory-map ``path`` if it is complete, else build it with ``fill`` and publish atomically."""
-    if path.exists():
-        arr = np.load(path, mmap_mode="r")
-        if arr.shape == shape:
-            return arr
+    """Memory-map ``path`` if it is complete, else build it with ``fill`` and publish atomically.
+
+    One process builds a cache file at a time (a file lock beside it); another one that needs
+    it waits, then maps the finished array instead of decoding the dataset a second time.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+    owners.clean(path.parent)  # arrays half-written by crashed processes
+    lock = FileLock(path.with_name(path.name + ".lock"))
     try:
-        fill(arr)
-        arr.flush()
-        del arr
-        os.replace(tmp, path)
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for another process that is decoding {path.name}")
+        lock.acquire()
+    try:
+        if path.exists():
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape == shape:
+                return arr
+        tmp = owners.temp_path(path)
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        try:
+            fill(arr)
+            arr.flush()
+            del arr
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return np.load(path, mmap_mode="r")
     finally:
-        tmp.unlink(missing_ok=True)
-    return np.load(path, mmap_mode="r")
+        lock.release()
 
 
 def load_dataset(spec: DatasetSpec, root: Path | None = None, sample_rate: int | None = None) -> Dataset:
     """Return the decoded dataset, decoding and caching it on first use.
 
     The cache key holds the source's version and fingerprint, the list of decoded files, the
-    sample rate and the clip length, so a changed declaration or re-imported data can never
-    reuse stale arrays, while tasks over the same files share one.
+    sample rate, the clip length and its policy, and the resampler, so a changed declaration,
+    re-imported data or another decoder can never reuse stale arrays, while tasks over the
+    same files share one.
     """
     from harness import fetch, synthetic
 
@@ -285,7 +251,8 @@ def load_dataset(spec: DatasetSpec, root: Path | None = None, sample_rate: int |
         len(table.files), round(sample_rate * spec.clip_seconds))
     # tasks over the same files (fsdd and fsdd_speaker) share one cache: keyed by what is decoded
     files = hashlib.sha256("\n".join(table.files).encode()).hexdigest()[:8]
-    key = f"{spec.source}-v{spec.version}-{fingerprint[:12]}-{files}-{sample_rate}hz-{shape[-1]}"
+    decoder = "" if spec.kind == "image" else f"-{spec.length_policy}-{RESAMPLER}"
+    key = f"{spec.source}-v{spec.version}-{fingerprint[:12]}-{files}-{sample_rate}hz-{shape[-1]}{decoder}"
     x = _cached_array(root / "cache" / f"{key}.npy", shape,
                       lambda out: _decode_all(spec, folder, table, sample_rate, out))
     return Dataset(spec, x, table.labels, table.folds, table.ids, table.class_names, sample_rate,

@@ -7,8 +7,8 @@ WAV files, in one process:
   memory layout, as in the seeds' notebooks (none of the four uses mixed precision);
 - engine: the clips are decoded once, the front-end runs once over the whole set on the
   device, and batches are drawn by indexing that tensor (``harness.training.train_epochs``),
-  at the engine's precision (``--precision``; ``auto`` is bf16 with channels_last where the
-  device computes bf16 natively). ``--precision fp32`` isolates the gain of the data path.
+  at the engine's precision (``--precision``; ``auto`` is bf16 with channels_last on CUDA and
+  fp32 on CPU). ``--precision fp32`` isolates the gain of the data path.
 Audio is synthetic: throughput depends on the shapes, not on what the clips contain.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from harness.datasets import fit_length
+from harness.audio import fit_length
 from harness.frontends import LogMel
 from harness.submission import Recipe, Submission
 

@@ -1,4 +1,7 @@
 import os
+import resource
+import struct
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +81,22 @@ def tiny_catalog(tmp_path):
 def fsdd_source() -> Path | None:
     path = os.environ.get("BENCH_FSDD_SOURCE")
     return Path(path) if path and Path(path).is_dir() else None
+
+
+@contextmanager
+def memory_ceiling(extra_bytes: int):
+    """Inside, any allocation that would grow this process's address space by more than
+    ``extra_bytes`` fails with MemoryError instead of taking the machine down."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    now = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (now + extra_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def with_header_rate(wav: bytes, rate: int) -> bytes:
+    """A canonical 44-byte-header PCM WAV with its sample rate (and byte rate) fields replaced."""
+    channels, bits = struct.unpack_from("<H", wav, 22)[0], struct.unpack_from("<H", wav, 34)[0]
+    return wav[:24] + struct.pack("<II", rate, (rate * channels * bits // 8) % 2**32) + wav[32:]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from harness import augment as A
-from harness.datasets import fit_length
+from harness.audio import fit_length
 from harness.frontends import LogMel, TrimmedMel
 
 

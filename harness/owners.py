@@ -1,0 +1,185 @@
+"""Which process owns a file being written or a run being trained, and whether it still lives.
+
+A process marks what it has in hand with its owner tag ``host~pid~start``; ``start`` is the
+process's start time, so a pid that the kernel later gave to an unrelated process is not taken
+for the owner. Temporary files carry the tag in their name, run claims in their content.
+
+Anything tagged by a process of this host that no longer runs is a leftover of a crash: no
+live process can be writing it, so removing it is safe while other processes work beside.
+An owner on another host (a shared results folder) cannot be checked: its temporary files are
+left alone. Run claims need no such guess: they are file locks, which die with their owner.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+CLAIM_SUFFIX = ".claim"
+TAGGED = re.compile(r"~(?P<tag>[^~/]+~\d+~\d+)~[0-9a-f]+\.tmp$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
+
+
+def _start_time(pid: int) -> int:
+    """The process's start time in clock ticks since boot (Linux), or 0 where /proc cannot tell."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def owner_tag() -> str:
+    """This process, as ``host~pid~start``."""
+    pid = os.getpid()
+    return f"{_host()}~{pid}~{_start_time(pid)}"
+
+
+def is_alive(tag: str) -> bool | None:
+    """Whether the owner still runs: True or False on this host, None for an owner on another host."""
+    host, pid, start = tag.split("~")
+    if host != _host():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        pass
+    return start == "0" or _start_time(int(pid)) == int(start)
+
+
+def temp_path(path: Path) -> Path:
+    """A fresh hidden name beside ``path`` for writing it, tagged with this process as the owner."""
+    return path.with_name(f".{path.name}~{owner_tag()}~{uuid.uuid4().hex[:8]}.tmp")
+
+
+# --- run claims ----------------------------------------------------------------------------
+# A claim is a file beside the run's result, flock-ed by its owner for as long as it works on
+# the run. The kernel drops the lock when the owner dies, however it dies, so a claim left by a
+# crash is free for the next process without any guessing (on NFS the lock spans hosts).
+
+_held: dict[Path, int] = {}  # claims this process holds: claim file -> locked descriptor
+
+
+def claim_path(result: Path) -> Path:
+    return result.with_name(f".{result.name}{CLAIM_SUFFIX}")
+
+
+def _lock(path: Path, create: bool) -> int | None:
+    """A descriptor of ``path`` holding its exclusive lock, or None if someone else holds it."""
+    while True:
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:  # the last owner may have removed the file between our open and our lock: try again
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            if not create:
+                os.close(fd)
+                raise
+        os.close(fd)
+
+
+def _holder(path: Path) -> str:
+    try:
+        host, pid, _ = json.loads(path.read_text())["owner"].split("~")
+        return f"pid {pid} on {host}"
+    except (OSError, ValueError, KeyError):
+        return "another process"
+
+
+def claim(result: Path) -> str | None:
+    """Claim the run whose result goes to ``result``: None on success, else who holds it."""
+    path = claim_path(result)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = _lock(path, create=True)
+    if fd is None:
+        return _holder(path)
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({"owner": owner_tag(), "since": time.time()}).encode())
+    _held[path] = fd
+    return None
+
+
+def release(result: Path) -> None:
+    """Drop this process's claim on a run (finished, failed or interrupted); removes its file."""
+    fd = _held.pop(claim_path(result), None)
+    if fd is not None:
+        claim_path(result).unlink(missing_ok=True)  # while still locked: nobody can take a removed file
+        os.close(fd)
+
+
+def _unheld(path: Path, remove: bool) -> bool:
+    """Whether nobody holds the claim file ``path`` (its owner died); ``remove`` deletes it then."""
+    try:
+        fd = _lock(path, create=False)
+    except FileNotFoundError:
+        return False
+    if fd is None:
+        return False
+    if remove:
+        path.unlink(missing_ok=True)
+    os.close(fd)
+    return True
+
+
+# --- leftovers -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Leftover:
+    path: Path
+    why: str
+    size: int
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+def leftovers(folder: Path) -> list[Leftover]:
+    """Temporary files and folders of dead processes of this host, and stale claims, under ``folder``."""
+    found = []
+    for path in sorted(folder.rglob("*.tmp")) if folder.is_dir() else []:
+        match = TAGGED.search(path.name)
+        if match and is_alive(match["tag"]) is False:
+            host, pid, _ = match["tag"].split("~")
+            found.append(Leftover(path, f"written by pid {pid} on {host}, which is gone", _size(path)))
+    for path in sorted(folder.rglob(f"*{CLAIM_SUFFIX}")) if folder.is_dir() else []:
+        if _unheld(path, remove=False):
+            found.append(Leftover(path, f"claim of a run by {_holder(path)}, which is gone", _size(path)))
+    return found
+
+
+def remove(leftover: Leftover) -> None:
+    """Remove one leftover; a claim only if it is still stale (a live process may just have taken it over)."""
+    path = leftover.path
+    if path.name.endswith(CLAIM_SUFFIX):
+        _unheld(path, remove=True)  # only if it is still unheld: a live process may just have taken it
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def clean(folder: Path) -> list[Leftover]:
+    """Remove what crashed processes left under ``folder``; returns what was removed."""
+    found = leftovers(folder)
+    for leftover in found:
+        remove(leftover)
+    return found

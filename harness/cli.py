@@ -18,8 +18,8 @@ DEFAULT_GRID = PROJECT_ROOT / "leaderboard" / "grid.toml"
 DEVICE = click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
                       help="auto: cuda when torch sees a GPU, else cpu.")
 PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32"]),
-                         help="auto: bf16 where the device computes it natively (CUDA, CPUs with AVX512-BF16 or "
-                              "AMX), else fp32. Recorded in each result.")
+                         help="auto: bf16 on CUDA GPUs, fp32 on CPUs (bf16 kernels differ between CPUs; "
+                              "ask for bf16 explicitly). Recorded in each result.")
 
 
 class Context:
@@ -111,7 +111,9 @@ def _run(obj: Context, submission: str, dataset: str, folds: str, trials: int, e
     report = run_grid(sub, spec, parse_folds(folds, spec), trials, epochs or sub.recipe.epochs,
                       resolve_device(device), obj.results_root, obj.data_root, workers, engine or Engine())
     click.echo(f"{submission} on {dataset}: {len(report.done)} run, {len(report.skipped)} already finished, "
-               f"{len(report.failed)} failed")
+               f"{len(report.failed)} failed" + (f", {len(report.busy)} running in another process" if report.busy else ""))
+    for path, who in report.busy:
+        click.echo(f"  BUSY {path}: claimed by {who}; it is left to that process")
     for path, why in report.failed:
         click.echo(f"  FAILED {path}: {why}", err=True)
     return report

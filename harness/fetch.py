@@ -11,14 +11,16 @@ import os
 import shutil
 import stat
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
 
 from harness.catalog import DatasetSpec
+from harness import owners
+from harness.audio import inspect_audio
 from harness.datasets import EXCLUDED, DatasetError, list_clips
+from harness.owners import temp_path
 
 MARKER = ".fingerprint"  # written into a dataset folder once its content is verified
 
@@ -140,7 +142,7 @@ def safe_extract(archive: Path, target: Path) -> None:
 
 def _audit(spec: DatasetSpec, source_dir: Path, files: list[str]) -> tuple[dict[str, str], list[str]]:
     """Every listed file that is missing or cannot be used, with its reason; plus notes said once."""
-    from harness.datasets import decode_image, inspect_audio
+    from harness.datasets import decode_image
 
     bad, multichannel, other_rates = {}, 0, set()
     for rel in files:
@@ -148,7 +150,7 @@ def _audit(spec: DatasetSpec, source_dir: Path, files: list[str]) -> tuple[dict[
         if not path.is_file():
             bad[rel] = "listed in the metadata but missing"
         elif spec.kind == "audio":
-            problem, channels, rate = inspect_audio(path)
+            problem, channels, rate = inspect_audio(path, spec.sample_rate, spec.num_samples, spec.length_policy)
             if problem:
                 bad[rel] = problem
             multichannel += channels > 1
@@ -176,7 +178,8 @@ def _publish(spec: DatasetSpec, source_dir: Path, root: Path, skip_bad: bool = F
         raise DatasetError(f"{len(bad)} bad file(s) in {source_dir}, nothing was imported:\n  {listing}\n"
                            f"Fix or remove them, or run `bench fetch {spec.source} --skip-bad` to leave them out.")
     extra = [spec.metadata["path"]] if spec.metadata.get("format") == "csv" else []
-    staging = Path(tempfile.mkdtemp(prefix=f".{spec.source}-", dir=root))
+    staging = temp_path(root / spec.source)  # tagged: removed by a later fetch if this process dies
+    staging.mkdir()
     try:
         for rel in extra + [f for f in table.files if f not in bad]:
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -213,22 +216,31 @@ def fetch(spec: DatasetSpec, root: Path, from_path: Path | None = None, force: b
         if actual != recorded:
             raise DatasetError(f"{folder}: files changed since import; re-import with `bench fetch {spec.source} --force`")
         return verified_folder(spec, root), f"{spec.name} already present and verified ({actual[:12]}…)"
-    with tempfile.TemporaryDirectory(prefix=".extract-", dir=root) as tmp:
-        if from_path is None:
-            if not spec.url:
-                raise DatasetError(f"{spec.name} has no download url; import a local copy with `bench fetch {spec.name} --from PATH`")
-            downloads = root / "downloads"
-            downloads.mkdir(exist_ok=True)
-            from_path = download(spec.url, downloads / Path(spec.url).name, spec.archive_sha256)
-        if from_path.is_file():
-            if spec.archive_sha256 and sha256_file(from_path) != spec.archive_sha256:
-                raise DatasetError(f"{from_path}: sha256 does not match the declared archive_sha256; nothing was extracted")
-            safe_extract(from_path, Path(tmp))
-            from_path = Path(tmp) / spec.archive_root if (Path(tmp) / spec.archive_root).is_dir() else Path(tmp)
-        elif not from_path.is_dir():
-            raise DatasetError(f"{from_path}: no such file or folder")
-        source_dir = _find_source_dir(spec, from_path)
-        folder, notes = _publish(spec, source_dir, root, skip_bad)
+    owners.clean(root)  # staging folders of fetches that crashed
+    extract = temp_path(root / "extract")
+    extract.mkdir()
+    try:
+        return _fetch_into(spec, root, from_path, skip_bad, extract)
+    finally:
+        shutil.rmtree(extract, ignore_errors=True)
+
+
+def _fetch_into(spec: DatasetSpec, root: Path, from_path: Path | None, skip_bad: bool, tmp: Path) -> tuple[Path, str]:
+    """Download or take ``from_path``, extract an archive into ``tmp``, then audit and publish."""
+    if from_path is None:
+        if not spec.url:
+            raise DatasetError(f"{spec.name} has no download url; import a local copy with `bench fetch {spec.name} --from PATH`")
+        downloads = root / "downloads"
+        downloads.mkdir(exist_ok=True)
+        from_path = download(spec.url, downloads / Path(spec.url).name, spec.archive_sha256)
+    if from_path.is_file():
+        if spec.archive_sha256 and sha256_file(from_path) != spec.archive_sha256:
+            raise DatasetError(f"{from_path}: sha256 does not match the declared archive_sha256; nothing was extracted")
+        safe_extract(from_path, tmp)
+        from_path = tmp / spec.archive_root if (tmp / spec.archive_root).is_dir() else tmp
+    elif not from_path.is_dir():
+        raise DatasetError(f"{from_path}: no such file or folder")
+    folder, notes = _publish(spec, _find_source_dir(spec, from_path), root, skip_bad)
     fingerprint = (folder / MARKER).read_text().strip()
     if not spec.fingerprint:
         notes.append(f"no fingerprint is declared for {spec.name}, so this one is now pinned locally: "

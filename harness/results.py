@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,6 +17,8 @@ from typing import Any, Iterator
 import torch
 
 from harness.catalog import PROJECT_ROOT
+from harness.faults import crash_point
+from harness.owners import temp_path
 
 SCHEMA = 1
 PACKAGES = ("torch", "torchaudio", "timm", "numpy", "scikit-learn", "soundfile")
@@ -48,18 +49,21 @@ def is_sealed(record: dict[str, Any]) -> bool:
 def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``.
 
-    A crash or a full disk leaves either the old file or the new one, never half of one.
+    A crash or a full disk leaves either the old file or the new one, never half of one; the
+    temporary file is tagged with this process (``harness.owners``), so a later run removes it
+    once this process is gone. The file gets the permissions the umask allows, like any other.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = temp_path(path)
     try:
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w") as fh:
             json.dump(record, fh, indent=1, sort_keys=True)
             fh.flush()
             os.fsync(fh.fileno())
+        crash_point("result")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from harness import augment as A
+from harness import owners
 from harness import results as R
 from harness.catalog import DatasetSpec
 from harness.datasets import Dataset, load_dataset
@@ -83,9 +84,8 @@ class Engine:
     """How runs execute, as opposed to what they compute: recorded in every result, never hashed.
 
     Args:
-        precision: ``"auto"`` (default: bf16 where the device computes it natively, see
-            ``harness.training.resolve_precision``), ``"bf16"`` or ``"fp32"``. fp32 on CPU is the
-            portable mode that locks use.
+        precision: ``"auto"`` (default: bf16 on CUDA, fp32 on CPU, see
+            ``harness.training.resolve_precision``), ``"bf16"`` or ``"fp32"``.
         compile: ``torch.compile`` the model (default False); the graph compiled for the first
             fold is reused by the next folds' fresh models of the same shapes.
     """
@@ -198,6 +198,7 @@ class GridReport:
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    busy: list[tuple[Path, str]] = field(default_factory=list)  # claimed by another live process: (path, who)
 
 
 def run_grid(sub: Submission, spec: DatasetSpec, folds: list[int], trials: int, epochs: int,
@@ -244,18 +245,33 @@ def _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root,
     from tqdm import tqdm
 
     report = GridReport()
-    jobs = []
-    for fold, trial in [(f, t) for t in range(1, trials + 1) for f in folds]:
-        path = R.result_path(results_root, spec.name, sub.name, epochs, fold, trial)
+    owners.clean(results_root / spec.name / sub.name)  # temporary results and claims of crashed runs
+
+    def finished(fold: int, trial: int, path: Path) -> bool:
         # an edited submission file makes its stored runs stale: they run again
-        if R.is_finished(path, config_hash(run_config(sub, spec, epochs, fold, trial)), sub.source_hash()):
+        return R.is_finished(path, config_hash(run_config(sub, spec, epochs, fold, trial)), sub.source_hash())
+
+    jobs = [(f, t, R.result_path(results_root, spec.name, sub.name, epochs, f, t))
+            for t in range(1, trials + 1) for f in folds]
+    report.skipped = [path for f, t, path in jobs if finished(f, t, path)]
+    jobs = [job for job in jobs if job[2] not in report.skipped]
+    bar = tqdm(total=len(jobs), desc=f"{sub.name} on {spec.name} ({epochs} ep)", unit="run")
+
+    def take(fold: int, trial: int, path: Path) -> bool:
+        """Claim a run; False when another live process holds it or has finished it meanwhile."""
+        if holder := owners.claim(path):
+            report.busy.append((path, holder))
+        elif finished(fold, trial, path):
+            owners.release(path)
             report.skipped.append(path)
         else:
-            jobs.append((fold, trial, path))
-    bar = tqdm(total=len(jobs), desc=f"{sub.name} on {spec.name} ({epochs} ep)", unit="run")
+            return True
+        bar.update()
+        return False
 
     def store(fold: int, trial: int, path: Path, record: dict) -> None:
         R.write_json_atomic(path, R.seal(record))
+        owners.release(path)
         bar.update()
         if record["status"] == "ok":
             report.done.append(path)
@@ -266,11 +282,16 @@ def _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root,
 
     if workers <= 1:
         for fold, trial, path in jobs:
+            if not take(fold, trial, path):
+                continue
             show = lambda epoch, row: bar.set_postfix_str(
                 f"fold {fold} trial {trial} epoch {epoch} (budget {epochs}) loss {row['train_loss']:.3f}")
-            store(fold, trial, path, _attempt(sub, spec, fold, trial, epochs, device, data_root, engine, show))
+            try:
+                store(fold, trial, path, _attempt(sub, spec, fold, trial, epochs, device, data_root, engine, show))
+            finally:
+                owners.release(path)
     else:
-        _run_in_workers(sub, spec, jobs, epochs, device, data_root, workers, engine, store)
+        _run_in_workers(sub, spec, [job for job in jobs if take(*job)], epochs, device, data_root, workers, engine, store)
     bar.close()
     return report
 
@@ -288,3 +309,5 @@ def _run_in_workers(sub, spec, jobs, epochs, device, data_root, workers, engine,
             store(*futures[future], future.result())
     finally:  # on Ctrl-C or SIGTERM: drop queued jobs; finished ones are already stored
         pool.shutdown(wait=False, cancel_futures=True)
+        for _, _, path in jobs:
+            owners.release(path)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import augment as A
+from harness.faults import crash_point
 from harness.submission import Recipe, Submission
 
 
@@ -59,21 +60,20 @@ class FitResult:
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 in hardware: a recent CUDA GPU, or a CPU with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    # private but stable probes; a torch without them just means "assume not"
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return device.type == "cpu" and any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` is bf16 where the device computes it natively, fp32 elsewhere (emulated bf16 is slower)."""
+    """``auto`` is bf16 on CUDA GPUs that compute it natively and fp32 everywhere else.
+
+    bf16 on a CPU only on request: oneDNN's bf16 kernels differ between CPUs (AVX512-BF16 on
+    AMD and Intel, AMX tiles on recent Xeons), and on AMX Xeons the frozen ResNet-18 of seed 002
+    gave a NaN loss in bf16 at its first epoch while fp32 trained (a likely cause, not verified
+    on an AMX machine: oneDNN's AMX bf16 kernels have had tail bugs that leak garbage into
+    outputs, uxlfoundation/oneDNN#5717). A benchmark's default must give the same kind of
+    number on every machine.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     return precision
 
 
@@ -165,13 +165,16 @@ def train_epochs(ctx: TrainContext, model: nn.Module, opt: torch.optim.Optimizer
         row = {"epoch": first_epoch + epoch + 1, "train_loss": loss_sum.item() / steps_per_epoch(n, bs),
                "lr": opt.param_groups[-1]["lr"]}
         if not math.isfinite(row["train_loss"]):
-            raise NonFiniteLossError(f"non-finite training loss at epoch {row['epoch']}")
+            hint = (" in bf16; bf16 kernels overflow or misbehave on some devices (e.g. AMX CPUs): "
+                    "re-run with `--precision fp32`") if ctx.precision == "bf16" else ""
+            raise NonFiniteLossError(f"non-finite training loss at epoch {row['epoch']}{hint}")
         if ctx.x_val is not None and len(ctx.x_val):
             row["val_accuracy"] = float((predict(model, ctx.x_val, ctx.device, ctx.precision).argmax(1).cpu() == ctx.y_val.cpu()).float().mean())
             if row["val_accuracy"] > best:
                 best, best_state = row["val_accuracy"], copy.deepcopy(model.state_dict())
         rows.append(row)
         ctx.on_epoch(row["epoch"], row)
+        crash_point("epoch")
     if best_state is not None:
         model.load_state_dict(best_state)
     return rows

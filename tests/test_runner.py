@@ -120,14 +120,24 @@ def test_precision_is_recorded_and_each_is_deterministic_on_cpu(precision):
     assert a["curves"][-1]["train_loss"] == b["curves"][-1]["train_loss"]
 
 
-def test_auto_precision_is_bf16_only_where_the_device_computes_it(monkeypatch):
+def test_auto_precision_is_fp32_on_every_cpu_and_bf16_only_on_request(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(training, "native_bf16", lambda device: False)
     assert training.resolve_precision("auto", cpu) == "fp32"
-    monkeypatch.setattr(training, "native_bf16", lambda device: True)
-    assert training.resolve_precision("auto", cpu) == "bf16" and training.resolve_precision("fp32", cpu) == "fp32"
+    assert training.resolve_precision("bf16", cpu) == "bf16" and training.resolve_precision("fp32", cpu) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert training.resolve_precision("auto", torch.device("cuda")) == "bf16"
     with pytest.raises(ValueError, match="unknown precision 'fp16'; use one of auto, bf16, fp32"):
         training.resolve_precision("fp16", cpu)
+
+
+def test_a_nan_loss_in_bf16_says_that_fp32_is_the_fix(monkeypatch):
+    real = training.soft_cross_entropy
+    monkeypatch.setattr(training, "soft_cross_entropy", lambda logits, target: real(logits, target) * float("nan"))
+    sub = get_submission("small_cnn")
+    with pytest.raises(training.NonFiniteLossError, match=r"epoch 1 in bf16.*--precision fp32"):
+        runner.run_one(sub, SYNTH, 1, 1, 1, torch.device("cpu"), engine=runner.Engine("bf16"))
+    with pytest.raises(training.NonFiniteLossError, match=r"epoch 1$"):
+        runner.run_one(sub, SYNTH, 1, 1, 1, torch.device("cpu"), engine=runner.Engine("fp32"))
 
 
 def test_leaderboard_shows_each_runs_precision(tmp_path):

@@ -189,6 +189,30 @@ def leaderboard(obj: Context, output: Path):
     click.echo(f"wrote {output}")
 
 
+@main.command()
+@click.option("--clean", is_flag=True, help="Remove the leftovers of crashed processes without asking.")
+@click.pass_obj
+def doctor(obj: Context, clean: bool):
+    """Report what the data root and the result store hold, and what crashed processes left."""
+    import sys
+
+    from harness import owners
+    from harness.doctor import describe, examine
+
+    found = examine(obj.data_root, obj.results_root)
+    click.echo("\n".join(describe(found, obj.data_root, obj.results_root)))
+    if not found.leftovers:
+        return
+    if not clean and sys.stdin.isatty():
+        clean = click.confirm("Remove these leftovers? (no live process is writing them)", default=False)
+    if clean:
+        for leftover in found.leftovers:
+            owners.remove(leftover)
+        click.echo(f"removed {len(found.leftovers)} leftover(s)")
+    else:
+        click.echo("remove them with `bench doctor --clean`")
+
+
 @main.command("render-images")
 @click.argument("dataset")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))

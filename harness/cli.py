@@ -233,14 +233,28 @@ def render_images_cmd(obj: Context, dataset: str, out: Path, size: int):
 def _names(name: str | None, all_: bool) -> list[str]:
     if all_ == bool(name):
         raise click.UsageError("name one submission or pass --all")
-    return list(load_submissions()) if all_ else [name]
+    if all_:
+        return list(load_submissions())
+    return _registered_in(Path(name)) if name.endswith(".py") else [name]
+
+
+def _registered_in(path: Path) -> list[str]:
+    """The submissions a file registers (CI checks those of every file a pull request touches)."""
+    import inspect
+
+    registry = load_submissions()
+    names = [n for n in registry if Path(inspect.getsourcefile(registry.get(n))).resolve() == path.resolve()]
+    if not names:
+        raise click.UsageError(f"{path} registers no submission: put it in submissions/ and decorate each "
+                               f"factory with @register_submission")
+    return names
 
 
 @main.command()
 @click.argument("name", required=False)
 @click.option("--all", "all_", is_flag=True, help="Check every registered submission.")
 def check(name: str | None, all_: bool):
-    """Validate submission NAME's plug-in contract on tiny synthetic data."""
+    """Validate submission NAME's plug-in contract on tiny synthetic data (NAME may be a submission file)."""
     from harness.check import check_submission
 
     failed = 0

@@ -9,6 +9,16 @@ import pytest
 import soundfile as sf
 
 
+def pytest_configure(config):
+    """``BENCH_TEST_THREADS=16 make test`` runs the suite with that many torch threads: the
+    results must not depend on the thread count (or on which CPU runs them)."""
+    threads = os.environ.get("BENCH_TEST_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
 @pytest.fixture(autouse=True)
 def isolated_registry():
     """Submissions a test registers (broken examples) disappear after it."""

@@ -56,3 +56,24 @@ def test_submission_passes_check(name):
 
     failures = [f"{f.step}: {f.message}" for f in check_submission(name) if not f.ok]
     assert not failures, failures
+
+
+def test_check_takes_a_submission_file_as_ci_does_for_a_pull_request():
+    from click.testing import CliRunner
+
+    from harness.catalog import PROJECT_ROOT
+    from harness.cli import main
+
+    out = CliRunner().invoke(main, ["check", str(PROJECT_ROOT / "submissions" / "small_cnn.py")])
+    assert out.exit_code == 0 and out.output.startswith("small_cnn: OK"), out.output
+    out = CliRunner().invoke(main, ["check", str(PROJECT_ROOT / "harness" / "cli.py")])
+    assert out.exit_code == 2 and "harness/cli.py registers no submission" in out.output
+
+
+def test_the_github_workflow_runs_the_readmes_test_command_the_locks_and_bench_check():
+    from harness.catalog import PROJECT_ROOT
+
+    workflow = (PROJECT_ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert "make test" in readme and "run: make test" in workflow
+    assert "bench verify --all" in workflow and 'bench check "$file"' in workflow

@@ -74,8 +74,11 @@ def provenance_problem(record: dict[str, Any], submissions: Registry, specs: Reg
         return f"dataset version {record.get('dataset_version')} != current {spec.version}"
     if record["source_hash"] != sub.source_hash():
         return "submission source changed since this run"
-    if record["config_hash"] != config_hash(run_config(sub, spec, record["epochs"], record["fold"], record["trial"])):
-        return "config changed since this run"
+    now = run_config(sub, spec, record["epochs"], record["fold"], record["trial"])
+    if record["config_hash"] != config_hash(now):
+        old = record.get("config", {})
+        changed = ", ".join(sorted(k for k in set(old) | set(now) if old.get(k) != now.get(k)))
+        return "config changed since this run" + (f" ({changed})" if changed else "")
     fingerprint = current.get(("folds", dataset))
     if fingerprint and record["fold_fingerprint"] != fingerprint:
         return "fold split changed since this run"

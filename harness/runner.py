@@ -16,6 +16,7 @@ from torch import nn
 
 from harness import augment as A
 from harness import owners
+from harness.audio import RESAMPLER
 from harness import results as R
 from harness.catalog import DatasetSpec
 from harness.datasets import Dataset, load_dataset
@@ -64,10 +65,15 @@ def build_model(sub: Submission, num_classes: int, input_shape: tuple[int, ...])
 
 
 def run_config(sub: Submission, spec: DatasetSpec, epochs: int, fold: int, trial: int) -> dict:
-    """Everything that determines a run's outcome; its hash decides whether a stored run is reusable."""
+    """Everything that determines a run's outcome; its hash decides whether a stored run is reusable.
+
+    A run that resamples the dataset's audio names the resampler: another one gives other
+    input, so a result computed through it is another run's result.
+    """
+    resamples = spec.kind == "audio" and (sub.frontend.sample_rate or spec.sample_rate) != spec.sample_rate
     return {"submission": sub.name, "params": sub.params(), "dataset": spec.name,
             "dataset_version": spec.version, "epochs": epochs, "fold": fold, "trial": trial,
-            "seed": seed_for(fold, trial)}
+            "seed": seed_for(fold, trial), **({"resampler": RESAMPLER} if resamples else {})}
 
 
 def _normalizer(recipe_normalize: str, train_features: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

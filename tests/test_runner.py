@@ -155,3 +155,14 @@ def test_leaderboard_shows_each_runs_precision(tmp_path):
 def test_every_commands_help_exits_cleanly(command):
     out = CliRunner().invoke(main, [command, "--help"])
     assert out.exit_code == 0 and "Usage:" in out.output and "Error" not in out.output
+
+
+def test_a_run_that_resamples_names_the_resampler_in_its_config(tmp_path, tiny_catalog):
+    from harness import audio
+
+    spec = load_catalog(tiny_catalog()).get("tiny")  # 8 kHz audio
+    at_16k = Submission(frontend=__import__("harness").LogMel(16000, n_mels=16), model="resnet18", name="x")
+    at_8k = Submission(frontend=__import__("harness").LogMel(8000, n_mels=16), model="resnet18", name="x")
+    assert runner.run_config(at_16k, spec, 1, 1, 1)["resampler"] == audio.RESAMPLER
+    assert "resampler" not in runner.run_config(at_8k, spec, 1, 1, 1)
+    assert "resampler" not in runner.run_config(at_16k, SYNTH, 1, 1, 1)  # generated at the rate asked for

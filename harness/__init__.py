@@ -1,9 +1,17 @@
 """audio-bench: a strict, reproducible benchmark harness for audio classification.
 
 A submission imports what it needs from here: ``register_submission``, ``Submission``,
-``Recipe`` and the front-ends.
+``Recipe`` and the front-ends. They are loaded on first use, so tools that only decode or
+fetch data (``harness.audio``, ``harness.fetch``) start without importing torch.
 """
-from harness.frontends import Image, LogMel, Waveform
-from harness.submission import Recipe, Submission, register_submission
+import importlib
 
-__all__ = ["Image", "LogMel", "Waveform", "Recipe", "Submission", "register_submission"]
+_EXPORTS = {"Image": "frontends", "LogMel": "frontends", "Waveform": "frontends",
+            "Recipe": "submission", "Submission": "submission", "register_submission": "submission"}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"harness.{_EXPORTS[name]}"), name)

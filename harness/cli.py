@@ -9,8 +9,8 @@ import click
 from harness.catalog import PROJECT_ROOT, CatalogError, load_catalog
 from harness.datasets import DatasetError, current_fold_fingerprint, data_root
 from harness.registry import UnknownNameError
+from harness.errors import SubmissionError
 from harness.results import results_root
-from harness.submission import SubmissionError, get_submission, load_submissions
 
 USER_ERRORS = (CatalogError, DatasetError, UnknownNameError, SubmissionError, FileNotFoundError, ValueError,
                RuntimeError)
@@ -20,6 +20,18 @@ DEVICE = click.option("--device", default="auto", show_default=True, type=click.
 PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32"]),
                          help="auto: bf16 on CUDA GPUs, fp32 on CPUs (bf16 kernels differ between CPUs; "
                               "ask for bf16 explicitly). Recorded in each result.")
+
+
+def get_submission(name: str):
+    from harness.submission import get_submission as build  # torch loads only for commands that need it
+
+    return build(name)
+
+
+def load_submissions():
+    from harness.submission import load_submissions as load
+
+    return load()
 
 
 class Context:

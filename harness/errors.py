@@ -3,3 +3,7 @@
 
 class DatasetError(RuntimeError):
     """A dataset that is missing, corrupt or inconsistent with its declaration."""
+
+
+class SubmissionError(RuntimeError):
+    """A submission that cannot be loaded or breaks the plug-in contract."""

@@ -14,8 +14,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
 from harness.catalog import PROJECT_ROOT
 from harness.faults import crash_point
 from harness.owners import temp_path
@@ -113,7 +111,9 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def hardware(device: torch.device) -> str:
+def hardware(device: "torch.device") -> str:
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     cpu = platform.processor() or platform.machine()

@@ -23,14 +23,11 @@ from typing import Any, Callable
 from torch import nn
 
 from harness.catalog import PROJECT_ROOT
+from harness.errors import SubmissionError
 from harness.frontends import Frontend
 from harness.registry import Registry
 
 SUBMISSIONS_DIR = PROJECT_ROOT / "submissions"
-
-
-class SubmissionError(RuntimeError):
-    """A submission that cannot be loaded or breaks the plug-in contract."""
 
 
 @dataclass(frozen=True)

@@ -78,3 +78,11 @@ def test_a_header_claiming_many_channels_is_read_in_bounded_blocks(tmp_path, mon
     wave = audio.decode_audio(path, 8000)
     assert max(reads) == 100 and len(reads) == 80
     np.testing.assert_allclose(wave, 31.5)  # the mean over 64 channels
+
+
+def test_fetching_and_decoding_start_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, harness.cli, harness.fetch, harness.audio, harness.doctor; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

@@ -199,6 +199,11 @@ def leaderboard(obj: Context, output: Path):
     for name, svg in figures.items():
         (output.parent / name).write_text(svg)
     click.echo(f"wrote {output}")
+    from harness.owners import leftovers
+
+    if found := leftovers(obj.results_root):
+        click.echo(f"note: {len(found)} leftover(s) of crashed processes under {obj.results_root} (not results, "
+                   f"never ranked); `bench doctor --clean` removes them")
 
 
 @main.command()

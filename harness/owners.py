@@ -24,6 +24,9 @@ from pathlib import Path
 
 CLAIM_SUFFIX = ".claim"
 TAGGED = re.compile(r"~(?P<tag>[^~/]+~\d+~\d+)~[0-9a-f]+\.tmp$")
+LEGACY_CACHE = re.compile(r"\.tmp(?P<pid>\d+)\.npy$")
+LEGACY_RESULT = re.compile(r"^\.fold\d+-trial\d+\.json\.[A-Za-z0-9_]{8}$")
+LEGACY_AGE_S = 3600
 
 
 def _host() -> str:
@@ -152,18 +155,31 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
+def _legacy(path: Path) -> str | None:
+    """Temporary files of harness versions before owner tags: a cache array named by its pid, a
+    result file with mkstemp's random suffix. Taken as leftovers an hour after their last write."""
+    if time.time() - path.stat().st_mtime < LEGACY_AGE_S:
+        return None
+    if match := LEGACY_CACHE.search(path.name):
+        return None if is_alive(f"{_host()}~{match['pid']}~0") else "cache array of an earlier harness version's crash"
+    return "result file of an earlier harness version's crash" if LEGACY_RESULT.match(path.name) else None
+
+
+def _why(path: Path) -> str | None:
+    """Why ``path`` is a leftover, or None when it is not one (or its owner may still be at work)."""
+    if match := TAGGED.search(path.name):
+        host, pid, _ = match["tag"].split("~")
+        return f"written by pid {pid} on {host}, which is gone" if is_alive(match["tag"]) is False else None
+    if path.name.endswith(CLAIM_SUFFIX):
+        return f"claim of a run by {_holder(path)}, which is gone" if _unheld(path, remove=False) else None
+    return _legacy(path)
+
+
 def leftovers(folder: Path) -> list[Leftover]:
-    """Temporary files and folders of dead processes of this host, and stale claims, under ``folder``."""
-    found = []
-    for path in sorted(folder.rglob("*.tmp")) if folder.is_dir() else []:
-        match = TAGGED.search(path.name)
-        if match and is_alive(match["tag"]) is False:
-            host, pid, _ = match["tag"].split("~")
-            found.append(Leftover(path, f"written by pid {pid} on {host}, which is gone", _size(path)))
-    for path in sorted(folder.rglob(f"*{CLAIM_SUFFIX}")) if folder.is_dir() else []:
-        if _unheld(path, remove=False):
-            found.append(Leftover(path, f"claim of a run by {_holder(path)}, which is gone", _size(path)))
-    return found
+    """Temporary files and folders of dead processes, and claims nobody holds, under ``folder``."""
+    candidates = sorted(p for p in folder.rglob("*") if p.name.startswith(".") or LEGACY_CACHE.search(p.name)
+                        ) if folder.is_dir() else []
+    return [Leftover(p, why, _size(p)) for p in candidates if (why := _why(p))]
 
 
 def remove(leftover: Leftover) -> None:

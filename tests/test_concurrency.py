@@ -107,3 +107,19 @@ def test_two_bench_runs_started_at_once_train_each_run_once(tmp_path):
     assert sum(trained) == 4, outs  # no run trained twice, none lost
     files = sorted(p.name for p in (tmp_path / "results" / "synthetic" / "small_cnn" / "e1").iterdir())
     assert files == [f"fold{f}-trial1.json" for f in (1, 2, 3, 4)]
+
+
+def test_temporaries_of_earlier_harness_versions_are_leftovers_once_an_hour_old(tmp_path):
+    dead = fork.Process(target=lambda: None)
+    dead.start()
+    dead.join()
+    cache_tmp = tmp_path / "cache" / f"fsdd-v1-abc-8000hz-8000.tmp{dead.pid}.npy"
+    result_tmp = tmp_path / "results" / ".fold1-trial1.json.k2j4_x9a"
+    fresh = tmp_path / "results" / ".fold2-trial1.json.abcdefgh"
+    for path in (cache_tmp, result_tmp, fresh):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    hour_ago = time.time() - 3700
+    for path in (cache_tmp, result_tmp):
+        os.utime(path, (hour_ago, hour_ago))
+    assert {x.path for x in owners.leftovers(tmp_path)} == {cache_tmp, result_tmp}

@@ -36,3 +36,15 @@ def test_doctor_reports_and_cleans_only_leftovers(tmp_path, tiny_catalog):
     out = CliRunner().invoke(main, ["--datasets", str(catalog), "doctor", "--clean"])
     assert "removed 1 leftover(s)" in out.output
     assert not leftover.exists() and damaged.exists() and (tmp_path / "data" / "cache" / "tiny-x.npy").exists()
+
+
+def test_leaderboard_points_at_leftovers_in_the_result_store(tmp_path):
+    R.write_json_atomic(R.result_path(tmp_path / "results", "synthetic", "x", 1, 1, 1), {"status": "failed"})
+    stray = tmp_path / "results" / "synthetic" / "x" / "e1" / ".fold2-trial1.json~elsewhere~1~1~0abc.tmp"
+    stray.write_text("{}")
+    out = CliRunner().invoke(main, ["leaderboard", "--output", str(tmp_path / "board" / "README.md")])
+    assert out.exit_code == 0 and "leftover" not in out.output  # another host's file may still be written
+    host = owners.owner_tag().split("~")[0]
+    stray.rename(stray.with_name(f".fold2-trial1.json~{host}~{2**22 + 7}~1~0abc.tmp"))  # no such pid here
+    out = CliRunner().invoke(main, ["leaderboard", "--output", str(tmp_path / "board" / "README.md")])
+    assert "note: 1 leftover(s) of crashed processes" in out.output and "bench doctor --clean" in out.output

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Generic, Iterator, TypeVar
+from typing import Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -19,14 +19,27 @@ def did_you_mean(name: str, choices: list[str]) -> str:
     return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
-class Registry(Generic[T]):
-    """Maps names to objects of one kind (submissions, datasets, ...)."""
+class DuplicateNameError(ValueError):
+    """A second object under a name already taken."""
 
-    def __init__(self, kind: str):
+
+class Registry(Generic[T]):
+    """Maps names to objects of one kind (submissions, datasets, ...).
+
+    A name is taken once: a second object under it is an error naming both places
+    (``origin(item)``, e.g. ``file:line``). The same object added again, as when its file is
+    imported a second time, replaces the first.
+    """
+
+    def __init__(self, kind: str, origin: Callable[[T], str] = lambda item: ""):
         self.kind = kind
+        self.origin = origin
         self._items: dict[str, T] = {}
 
     def add(self, name: str, item: T) -> T:
+        if name in self._items and (first := self.origin(self._items[name])) != (second := self.origin(item)):
+            raise DuplicateNameError(f"{self.kind} {name!r} is registered twice: at {first} and at {second}; "
+                                     f"rename one of them")
         self._items[name] = item
         return item
 

@@ -18,14 +18,14 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal, get_args, get_origin, get_type_hints
 
 from torch import nn
 
 from harness.catalog import PROJECT_ROOT
 from harness.errors import SubmissionError
 from harness.frontends import Frontend
-from harness.registry import Registry
+from harness.registry import Registry, did_you_mean
 
 SUBMISSIONS_DIR = PROJECT_ROOT / "submissions"
 
@@ -49,17 +49,33 @@ class Recipe:
 
     epochs: int = 10
     batch_size: int = 32
-    optimizer: str = "adamw"
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.0
-    schedule: str = "onecycle"
+    schedule: Literal["onecycle", "constant"] = "onecycle"
     mixup: float = 0.0
-    normalize: str = "global"
+    normalize: Literal["global", "minmax", "none"] = "global"
     freq_mask: int = 0
     time_mask: int = 0
     time_shift: float = 0.0
     time_shift_fill: float = 0.0
     val_fraction: float = 0.0
+
+    def __post_init__(self):
+        """Checked when made: a misspelt choice or an impossible value never reaches training."""
+        for name, hint in get_type_hints(Recipe).items():
+            value, choices = getattr(self, name), get_args(hint)
+            if get_origin(hint) is Literal and value not in choices:
+                raise SubmissionError(f"Recipe({name}={value!r}): use one of {', '.join(choices)}."
+                                      f"{did_you_mean(str(value), list(choices))}")
+        for name, low, high in (("epochs", 1, None), ("batch_size", 1, None), ("lr", 0, None),
+                                ("weight_decay", 0, None), ("mixup", 0, None), ("freq_mask", 0, None),
+                                ("time_mask", 0, None), ("time_shift", 0, 1), ("val_fraction", 0, 0.99)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (
+                    high is not None and value > high) or (name == "lr" and value == 0):
+                bounds = f"from {low} to {high}" if high is not None else f"{'above' if name == 'lr' else 'at least'} {low}"
+                raise SubmissionError(f"Recipe({name}={value!r}): must be a number {bounds}")
 
 
 @dataclass
@@ -116,7 +132,11 @@ class Submission:
         return dataclasses.replace(self, recipe=dataclasses.replace(self.recipe, **changes))
 
 
-SUBMISSIONS: Registry[Callable[[], Submission]] = Registry("submission")
+def _origin(factory: Callable) -> str:
+    return f"{inspect.getsourcefile(factory)}:{factory.__code__.co_firstlineno}"
+
+
+SUBMISSIONS: Registry[Callable[[], Submission]] = Registry("submission", _origin)
 
 
 def register_submission(factory: Callable[[], Submission]) -> Callable[[], Submission]:

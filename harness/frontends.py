@@ -5,17 +5,58 @@ reads every setting back for logging, hashing and cloning.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
 import torchaudio.transforms as T
 from torch import nn
 
+from harness.audio import MAX_RATE, MIN_RATE
+from harness.errors import SubmissionError
+from harness.registry import did_you_mean
+
+
+RATES = (MIN_RATE, MAX_RATE)
+
+
+def _checked(init, cls_name: str):
+    """``init`` that refuses unknown options with "did you mean", then checks the values it stored."""
+    options = [p for p in inspect.signature(init).parameters if p != "self"]
+
+    @functools.wraps(init)
+    def checked_init(self, *args, **kwargs):
+        for key in kwargs:
+            if key not in options:
+                raise SubmissionError(f"{cls_name}({key}=...): no such option; {cls_name} takes "
+                                      f"{', '.join(options)}.{did_you_mean(key, options)}")
+        init(self, *args, **kwargs)
+        self.check()
+    return checked_init
+
 
 class Frontend(nn.Module):
-    """Base class: ``params()`` returns the constructor arguments by introspection."""
+    """Base class: ``params()`` returns the constructor arguments by introspection.
+
+    A subclass is checked when it is made: a misspelt option says what was meant, and each
+    value named in its ``BOUNDS`` (name -> (lowest, highest), None for no limit) must lie within
+    them; ``check`` adds what depends on several values.
+    """
 
     sample_rate: int | None = None
+    BOUNDS: dict[str, tuple[float | None, float | None]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _checked(cls.__dict__["__init__"], cls.__name__)
+
+    def check(self) -> None:
+        for name, (low, high) in self.BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None and ((low is not None and value < low) or (high is not None and value > high)):
+                bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+                raise SubmissionError(f"{type(self).__name__}({name}={value!r}): must be {bounds}")
 
     def params(self) -> dict:
         names = inspect.signature(type(self).__init__).parameters
@@ -46,6 +87,9 @@ class LogMel(Frontend):
     Shape: (batch, samples) -> (batch, 1, n_mels, 1 + samples // hop_length).
     """
 
+    BOUNDS = {"sample_rate": RATES, "n_fft": (1, None), "win_length": (1, None), "hop_length": (1, None),
+              "n_mels": (1, None), "f_min": (0, None), "top_db": (1e-6, None)}
+
     def __init__(self, sample_rate: int, n_fft: int = 1024, win_length: int | None = None,
                  hop_length: int = 256, n_mels: int = 128, f_min: float = 0.0,
                  f_max: float | None = None, top_db: float | None = 80.0, ref_max: bool = False):
@@ -55,6 +99,14 @@ class LogMel(Frontend):
         self.mel = T.MelSpectrogram(sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length,
                                     n_mels=n_mels, f_min=f_min, f_max=f_max)
         self.to_db = T.AmplitudeToDB("power", top_db=top_db)
+
+    def check(self) -> None:
+        super().check()
+        if self.win_length is not None and self.win_length > self.n_fft:
+            raise SubmissionError(f"LogMel(win_length={self.win_length}): must not exceed n_fft={self.n_fft}")
+        if self.f_max is not None and not self.f_min < self.f_max <= self.sample_rate / 2:
+            raise SubmissionError(f"LogMel(f_max={self.f_max}): must lie above f_min={self.f_min} and at most at "
+                                  f"Nyquist, {self.sample_rate / 2:g} Hz for sample_rate={self.sample_rate}")
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         # the channel axis keeps AmplitudeToDB's top_db floor per clip, not per batch
@@ -72,6 +124,8 @@ class LogMel(Frontend):
 
 class Waveform(Frontend):
     """The raw waveform, unchanged. Shape: (batch, samples) -> (batch, samples)."""
+
+    BOUNDS = {"sample_rate": RATES}
 
     def __init__(self, sample_rate: int):
         super().__init__()
@@ -117,6 +171,9 @@ class TrimmedMel(Frontend):
 
     Shape: (batch, samples) -> (batch, 1, n_mels, frames), or (batch, 1, *size).
     """
+
+    BOUNDS = {"sample_rate": RATES, "n_mels": (1, None), "frames": (1, None), "n_fft": (1, None),
+              "hop_length": (1, None), "top_db": (1e-6, None)}
 
     def __init__(self, sample_rate: int = 22050, n_mels: int = 128, frames: int = 300, n_fft: int = 1024,
                  hop_length: int = 256, top_db: float = 60.0, size: tuple[int, int] | None = None):

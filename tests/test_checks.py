@@ -1,6 +1,7 @@
 """Settings are checked when they are made: a typo fails at construction and says what was meant."""
 import pytest
 
+from harness.frontends import LogMel, TrimmedMel, Waveform
 from harness.submission import Recipe, SubmissionError, load_submissions
 
 
@@ -27,3 +28,22 @@ def test_a_second_submission_under_a_taken_name_fails_and_names_both_files(tmp_p
     text = str(err.value)
     assert "submission 'twice_named' is registered twice" in text
     assert f"{tmp_path / 'first.py'}:4" in text and f"{tmp_path / 'second.py'}:4" in text
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: LogMel(8000, n_mel=64), r"LogMel\(n_mel=...\): no such option; LogMel takes .* Did you mean 'n_mels'\?"),
+    (lambda: LogMel(8000, hop_length=0), r"LogMel\(hop_length=0\): must be at least 1"),
+    (lambda: LogMel(8000, f_max=5000), r"LogMel\(f_max=5000\): must lie above f_min=0.0 and at most at Nyquist, 4000 Hz"),
+    (lambda: LogMel(8000, n_fft=256, win_length=512), r"LogMel\(win_length=512\): must not exceed n_fft=256"),
+    (lambda: Waveform(500), r"Waveform\(sample_rate=500\): must be from 1000 to 384000"),
+    (lambda: TrimmedMel(frames=0), r"TrimmedMel\(frames=0\): must be at least 1"),
+])
+def test_a_misspelt_option_or_impossible_value_of_a_frontend_fails_at_construction(make, message):
+    with pytest.raises(SubmissionError, match=message):
+        make()
+
+
+def test_checked_frontends_still_read_their_parameters_back():
+    assert LogMel(8000, n_mels=64, f_max=4000).params() == {
+        "name": "LogMel", "sample_rate": 8000, "n_fft": 1024, "win_length": None, "hop_length": 256, "n_mels": 64,
+        "f_min": 0.0, "f_max": 4000, "top_db": 80.0, "ref_max": False}

@@ -30,8 +30,9 @@ RULES = """\
   runs of the row, i.e. over folds × trials; *runs* says how many that is.
 - A result is ranked only while its submission source, config hash, dataset version and fold
   fingerprint match the current code and data; otherwise it is listed as stale.
-- *hardware* names the device and the numeric precision each run trained in (bf16 autocast
-  where the device computes bf16 natively, otherwise fp32); both are recorded, neither is hashed.
+- *hardware* names the device and the numeric precision each run trained in (by default bf16
+  autocast on CUDA GPUs and fp32 on CPUs; bf16 on a CPU only on request); both are recorded,
+  neither is hashed yet.
 - *published* is the figure the seed document reports for the same dataset and budget
   (its own protocol, hardware and code), shown for comparison, never ranked.
 """

@@ -19,6 +19,12 @@ def pytest_configure(config):
         torch.set_num_threads(int(threads))
 
 
+def pytest_report_header(config):
+    import torch
+
+    return f"torch threads: {torch.get_num_threads()}"
+
+
 @pytest.fixture(autouse=True)
 def isolated_registry():
     """Submissions a test registers (broken examples) disappear after it."""

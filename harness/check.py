@@ -18,6 +18,7 @@ from harness.catalog import DatasetSpec, parse_spec
 from harness.datasets import Dataset
 from harness.folds import fold_fingerprint, stratified_folds
 from harness.frontends import Frontend, Image
+from harness.run import Run
 from harness.submission import Submission, get_submission
 
 
@@ -92,7 +93,7 @@ def _steps(sub: Submission, where: str):
         yield Finding("hyperparameters", True)
     except TypeError as err:
         yield Finding("hyperparameters", False, f"{where}: hyperparameters cannot be read back as plain data ({err})")
-    runs = [run_one(sub, spec, 1, 1, 1, torch.device("cpu"), data=data) for _ in range(2)]
+    runs = [run_one(sub, spec, Run(sub.name, spec.name, 1, 1, 1), torch.device("cpu"), data=data) for _ in range(2)]
     same = runs[0]["predictions"] == runs[1]["predictions"] and runs[0]["curves"] == runs[1]["curves"]
     yield Finding("deterministic on CPU", same,
                   f"{where}: two runs with the same seed gave different predictions; draw randomness from "

@@ -111,19 +111,20 @@ def parse_folds(text: str, spec) -> list[int]:
 
 
 def _run(obj: Context, submission: str, dataset: str, folds: str, trials: int, epochs: int | None, device: str,
-         weights: Path | None = None, random_init: bool = False, workers: int = 1, engine=None):
-    import dataclasses
+         weights: Path | None = None, random_init: bool = False, workers: int = 1, precision: str = "auto",
+         compile_model: bool = False):
+    from harness.run import grid, weights_for
+    from harness.runner import resolve_device, run_grid
+    from harness.training import resolve_precision
 
-    from harness.runner import Engine, resolve_device, run_grid
-
-    sub = get_submission(submission)
-    if weights or random_init:
-        sub = dataclasses.replace(sub, pretrained=str(weights) if weights else False)
-    spec = obj.catalog.get(dataset)
-    report = run_grid(sub, spec, parse_folds(folds, spec), trials, epochs or sub.recipe.epochs,
-                      resolve_device(device), obj.results_root, obj.data_root, workers, engine or Engine())
-    click.echo(f"{submission} on {dataset}: {len(report.done)} run, {len(report.skipped)} already finished, "
-               f"{len(report.failed)} failed" + (f", {len(report.busy)} running in another process" if report.busy else ""))
+    sub, spec, dev = get_submission(submission), obj.catalog.get(dataset), resolve_device(device)
+    chosen, checkpoint = weights_for(sub.model_name, sub.pretrained, weights, random_init)
+    runs = grid(submission, dataset, parse_folds(folds, spec), trials, epochs or sub.recipe.epochs, weights=chosen,
+                precision=resolve_precision(precision, dev), compiled=compile_model, checkpoint=checkpoint)
+    report = run_grid(sub, spec, runs, dev, obj.results_root, obj.data_root, workers)
+    click.echo(f"{submission} on {dataset} ({runs[0].variant}, {runs[0].epochs} epochs): {len(report.done)} run, "
+               f"{len(report.skipped)} already finished, {len(report.failed)} failed"
+               + (f", {len(report.busy)} running in another process" if report.busy else ""))
     for path, who in report.busy:
         click.echo(f"  BUSY {path}: claimed by {who}; it is left to that process")
     for path, why in report.failed:
@@ -148,10 +149,8 @@ def _run(obj: Context, submission: str, dataset: str, folds: str, trials: int, e
 def run(obj: Context, submission, dataset, folds, trials, epochs, device, weights, random_init, workers, compile_model,
         precision):
     """Train and evaluate a submission on every (fold, trial); finished runs are skipped."""
-    from harness.runner import Engine
-
-    engine = Engine(precision, compile_model)
-    if _run(obj, submission, dataset, folds, trials, epochs, device, weights, random_init, workers, engine).failed:
+    if _run(obj, submission, dataset, folds, trials, epochs, device, weights, random_init, workers, precision,
+            compile_model).failed:
         raise SystemExit(1)
 
 
@@ -163,7 +162,6 @@ def run(obj: Context, submission, dataset, folds, trials, epochs, device, weight
 def grid(obj: Context, grid_file: Path, device: str, precision: str):
     """Run every missing run of the leaderboard grid whose dataset is available."""
     from harness.fetch import verified_folder
-    from harness.runner import Engine
 
     entries = tomllib.loads(grid_file.read_text()).get("run", [])
     failed = 0
@@ -177,7 +175,7 @@ def grid(obj: Context, grid_file: Path, device: str, precision: str):
                 continue
         failed += len(_run(obj, entry["submission"], spec.name, str(entry.get("folds", "all")),
                            entry.get("trials", 1), entry.get("epochs"), device,
-                           random_init=entry.get("random_init", False), engine=Engine(precision)).failed)
+                           random_init=entry.get("random_init", False), precision=precision).failed)
     if failed:
         raise SystemExit(1)
 
@@ -228,6 +226,23 @@ def doctor(obj: Context, clean: bool):
         click.echo(f"removed {len(found.leftovers)} leftover(s)")
     else:
         click.echo("remove them with `bench doctor --clean`")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Say what would move; change nothing.")
+@click.pass_obj
+def migrate(obj: Context, dry_run: bool):
+    """Move results stored before runs had identities (weights, precision, compile) to their runs' paths."""
+    from harness.migrate import migrate as move
+
+    def is_pretrained(name: str) -> bool | None:
+        return bool(get_submission(name).pretrained) if name in load_submissions() else None
+
+    outcome = move(obj.results_root, is_pretrained, dry_run)
+    for path, what in outcome:
+        click.echo(f"{path.relative_to(obj.results_root)}: {what}")
+    moved = sum(not what.startswith("left") for _, what in outcome)
+    click.echo(f"{moved} of {len(outcome)} result file(s) {'to move' if dry_run else 'moved'}")
 
 
 @main.command("render-images")
@@ -308,7 +323,15 @@ def verify(obj: Context, name: str | None, all_: bool, result: Path | None):
     from harness.locks import verify as verify_lock
     from harness.locks import verify_result
 
-    outcomes = [verify_result(result, obj.data_root)] if result else [verify_lock(n) for n in _names(name, all_)]
+    if result:
+        from harness.results import read_result
+
+        dataset = (read_result(result) or {}).get("dataset", "")
+        spec = obj.catalog.get(dataset) if dataset in obj.catalog else None
+        outcomes = [verify_result(result, obj.data_root, obj.catalog,
+                                  spec and current_fold_fingerprint(spec, obj.data_root))]
+    else:
+        outcomes = [verify_lock(n) for n in _names(name, all_)]
     for ok, lines in outcomes:
         click.echo("\n".join(lines))
     failed = sum(not ok for ok, _ in outcomes)

@@ -1,9 +1,17 @@
-"""The harness's own error types, below every other module so that any of them can raise them."""
+"""The harness's own error types, below every other module so that any of them can raise them.
+
+The command line turns these into one clear line; any other exception is a bug and shows
+its traceback.
+"""
 
 
-class DatasetError(RuntimeError):
+class HarnessError(Exception):
+    """Something a user can fix: bad data, a broken submission, an impossible setting."""
+
+
+class DatasetError(HarnessError, RuntimeError):
     """A dataset that is missing, corrupt or inconsistent with its declaration."""
 
 
-class SubmissionError(RuntimeError):
+class SubmissionError(HarnessError, RuntimeError):
     """A submission that cannot be loaded or breaks the plug-in contract."""

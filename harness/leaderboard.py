@@ -6,7 +6,6 @@ listed with the reason they were left out.
 """
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from tabulate import tabulate
 from harness import results as R
 from harness.catalog import DatasetSpec
 from harness.registry import Registry
+from harness.run import Run
 
 RULES = """\
 ## Rules
@@ -30,9 +30,12 @@ RULES = """\
   runs of the row, i.e. over folds × trials; *runs* says how many that is.
 - A result is ranked only while its submission source, config hash, dataset version and fold
   fingerprint match the current code and data; otherwise it is listed as stale.
+- A run's identity holds its weights (from scratch, pretrained, random initialisation of a
+  pretrained model, or a checkpoint by digest), its precision and whether it was compiled: runs
+  that differ in any of them are separate entries, named `submission (variant)` where one
+  submission has several in a table, and are never averaged together.
 - *hardware* names the device and the numeric precision each run trained in (by default bf16
-  autocast on CUDA GPUs and fp32 on CPUs; bf16 on a CPU only on request); both are recorded,
-  neither is hashed yet.
+  autocast on CUDA GPUs and fp32 on CPUs; bf16 on a CPU only on request).
 - *published* is the figure the seed document reports for the same dataset and budget
   (its own protocol, hardware and code), shown for comparison, never ranked.
 """
@@ -59,23 +62,25 @@ def provenance_problem(record: dict[str, Any], submissions: Registry, specs: Reg
     for key in ("submission", "dataset", "config_hash", "source_hash", "fold_fingerprint", "metrics"):
         if key not in record:
             return f"no provenance ({key} missing)"
+    if "run" not in record:
+        return "stored before runs had identities (weights, precision, compile); run `bench migrate`"
     name, dataset = record["submission"], record["dataset"]
     if name not in submissions:
         return f"submission {name!r} no longer exists"
     if dataset not in specs:
         return f"dataset {dataset!r} no longer declared"
-    sub = current.setdefault(name, _build(name))
+    if name not in current:  # each submission is built once per render
+        current[name] = _build(name)
+    sub = current[name]
     if isinstance(sub, str):
         return sub
-    # the run may have chosen its weights (--random-init, --weights): hash with that choice
-    recorded = record.get("config", {}).get("params", {}).get("pretrained", sub.pretrained)
-    sub = dataclasses.replace(sub, pretrained=recorded)
+    run = Run.from_identity(record["run"], checkpoint="(recorded)")  # a checkpoint's digest is its identity
     spec = specs.get(dataset)
     if record.get("dataset_version") != spec.version:
         return f"dataset version {record.get('dataset_version')} != current {spec.version}"
     if record["source_hash"] != sub.source_hash():
         return "submission source changed since this run"
-    now = run_config(sub, spec, record["epochs"], record["fold"], record["trial"])
+    now = run_config(sub, spec, run)
     if record["config_hash"] != config_hash(now):
         old = record.get("config", {})
         changed = ", ".join(sorted(k for k in set(old) | set(now) if old.get(k) != now.get(k)))
@@ -127,23 +132,30 @@ def _published(built: dict, dataset: str, epochs: int) -> dict[str, dict]:
     return out
 
 
-def mean_curves(rows: list[Row]) -> dict[str, list[float]]:
-    """Each submission's training loss per epoch, averaged over its runs."""
-    losses: dict[str, list[list[float]]] = defaultdict(list)
+def entries(rows: list[Row]) -> dict[str, list[dict]]:
+    """The table's entries: one per submission and run variant (weights, precision, compile), never
+    mixed. An entry is named by its submission, with the variant where one submission has several."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
-        losses[row.record["submission"]].append([c["train_loss"] for c in row.record.get("curves", [])])
-    return {name: np.mean([c[:min(map(len, runs))] for c in runs], axis=0).tolist() for name, runs in losses.items()
+        groups[(row.record["submission"], Run.from_identity(row.record["run"]).variant)].append(row.record)
+    names = [name for name, _ in groups]
+    return {name if names.count(name) == 1 else f"{name} ({variant})": recs for (name, variant), recs in groups.items()}
+
+
+def mean_curves(rows: list[Row]) -> dict[str, list[float]]:
+    """Each entry's training loss per epoch, averaged over its runs."""
+    losses = {label: [[c["train_loss"] for c in r.get("curves", [])] for r in recs]
+              for label, recs in entries(rows).items()}
+    return {label: np.mean([c[:min(map(len, runs))] for c in runs], axis=0).tolist() for label, runs in losses.items()
             if min(map(len, runs)) > 0}
 
 
 def _section(dataset: str, epochs: int, rows: list[Row], published: dict[str, dict]) -> list[str]:
-    by_sub: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        by_sub[row.record["submission"]].append(row.record)
+    by_sub = entries(rows)
     table = []
     for name, recs in by_sub.items():
         first = recs[0]
-        pub = published.get(name, {})
+        pub = published.get(first["submission"], {})
         table.append({
             "submission": name + (" *TTA*" if first.get("tta") else ""),
             "model": first["model"], "front-end": first["frontend"],
@@ -158,7 +170,7 @@ def _section(dataset: str, epochs: int, rows: list[Row], published: dict[str, di
             "_key": np.mean([r["metrics"]["accuracy"] for r in recs]),
         })
     for name, pub in published.items():
-        if name not in by_sub:
+        if not any(recs[0]["submission"] == name for recs in by_sub.values()):
             table.append({"submission": name, "model": pub["_model"], "front-end": pub["_frontend"],
                           "pretrained": pub["_pretrained"],
                           "accuracy %": "not run here", "macro-F1 %": "", "runs": "0", "s/run": "",

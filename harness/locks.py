@@ -25,11 +25,12 @@ LOCK_DIR = PROJECT_ROOT / "locks"
 def smoke(name: str) -> dict:
     """The lock record of a fresh smoke run of ``name``."""
     from harness.check import tiny_data
-    from harness.runner import Engine, run_one
+    from harness.run import Run
+    from harness.runner import run_one
 
     sub = dataclasses.replace(get_submission(name), pretrained=False)
     spec, data = tiny_data(sub)
-    rec = run_one(sub, spec, 1, 1, 1, torch.device("cpu"), data=data, engine=Engine(precision="fp32"))
+    rec = run_one(sub, spec, Run(name, spec.name, 1, 1, 1, precision="fp32"), torch.device("cpu"), data=data)
     return {
         "submission": name, "config_hash": rec["config_hash"], "params": rec["config"]["params"],
         "source_hash": rec["source_hash"], "budget": "synthetic_tiny, fold 1, trial 1, 1 epoch, CPU, fp32, random weights",
@@ -84,32 +85,33 @@ def verify(name: str, folder: Path = LOCK_DIR) -> tuple[bool, list[str]]:
 TOLERANCE = {"cpu": 0.0, "cuda": 0.02}
 
 
-def verify_result(path: Path, data_root: Path | None = None) -> tuple[bool, list[str]]:
-    """Re-run one stored result with its recorded config and compare its metrics."""
-    from harness.catalog import load_catalog
+def verify_result(path: Path, data_root: Path | None, catalog, fold_fingerprint: str | None) -> tuple[bool, list[str]]:
+    """Re-run one stored result as its run identity says and compare its metrics.
+
+    ``catalog`` is the dataset catalog in use (``bench --datasets``); ``fold_fingerprint`` the
+    current split of the data, which the stored run must share.
+    """
     from harness.leaderboard import provenance_problem
-    from harness.results import precision_of, read_result
-    from harness.runner import Engine, resolve_device, run_one
+    from harness.results import read_result
+    from harness.run import Run
+    from harness.runner import resolve_device, run_one
     from harness.submission import load_submissions
 
     record = read_result(path)
-    if not record or record.get("status") != "ok" or "config" not in record:
-        return False, [f"{path}: not a finished result with a recorded config; nothing to verify"]
-    recorded_pretrained = record["config"]["params"]["pretrained"]
-    if recorded_pretrained == "checkpoint":
-        return False, [f"{path}: ran from a local checkpoint that is not recorded; re-run it with `bench run --weights FILE`"]
-    catalog = load_catalog()
-    if problem := provenance_problem(record, load_submissions(), catalog, {}):
+    if not record or record.get("status") != "ok" or "run" not in record:
+        return False, [f"{path}: not a finished result with a run identity; nothing to verify "
+                       f"(a result of an earlier layout: run `bench migrate` first)"]
+    run = Run.from_identity(record["run"])
+    if run.weights.startswith("sha256:"):
+        return False, [f"{path}: ran from a local checkpoint; re-run it with `bench run --weights FILE`"]
+    fingerprints = {("folds", run.dataset): fold_fingerprint} if fold_fingerprint else {}
+    if problem := provenance_problem(record, load_submissions(), catalog, fingerprints):
         return False, [f"{path}: cannot be re-run as recorded: {problem}"]
-    sub = dataclasses.replace(get_submission(record["submission"]), pretrained=recorded_pretrained)
-    spec = catalog.get(record["dataset"])
-    fold, trial, epochs = record["fold"], record["trial"], record["epochs"]
-    device = resolve_device(record.get("device", "cpu"))
-    precision = precision_of(record)
-    now = run_one(sub, spec, fold, trial, epochs, device, data_root, engine=Engine(precision))
+    spec, device = catalog.get(run.dataset), resolve_device(record.get("device", "cpu"))
+    now = run_one(get_submission(run.submission), spec, run, device, data_root)
     tolerance = TOLERANCE.get(device.type, 0.0)
-    lines, ok = [f"{path.name}: re-ran {sub.name} on {spec.name} fold {fold} trial {trial}, {epochs} epochs, "
-                 f"{device.type}, {precision}"], True
+    lines, ok = [f"{path.name}: re-ran {run.submission} on {run.dataset} fold {run.fold} trial {run.trial}, "
+                 f"{run.epochs} epochs, {device.type}, {run.variant}"], True
     for metric in ("accuracy", "macro_f1"):
         old, new = record["metrics"][metric], now["metrics"][metric]
         within = abs(new - old) <= tolerance

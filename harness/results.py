@@ -1,4 +1,4 @@
-"""Result files: one JSON per (dataset, submission, epochs, fold, trial), written atomically.
+"""Result files: one JSON per run (``harness.run.Run.path``), sealed and written atomically.
 
 A run is finished when its file exists with ``status == "ok"`` and the same config hash;
 the runner skips exactly those, so an interrupted grid resumes where it stopped.
@@ -24,10 +24,6 @@ PACKAGES = ("torch", "torchaudio", "timm", "numpy", "scikit-learn", "soundfile")
 
 def results_root(override: str | Path | None = None) -> Path:
     return Path(override or os.environ.get("BENCH_RESULTS") or PROJECT_ROOT / "results")
-
-
-def result_path(root: Path, dataset: str, submission: str, epochs: int, fold: int, trial: int) -> Path:
-    return root / dataset / submission / f"e{epochs}" / f"fold{fold}-trial{trial}.json"
 
 
 def _digest(record: dict[str, Any]) -> str:

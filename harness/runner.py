@@ -1,6 +1,7 @@
 """Run a submission on a dataset: one (fold, trial) at a time, each stored as it finishes."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import signal
 import time
@@ -16,15 +17,16 @@ from torch import nn
 
 from harness import augment as A
 from harness import owners
-from harness.audio import RESAMPLER
 from harness import results as R
+from harness.audio import RESAMPLER
 from harness.catalog import DatasetSpec
 from harness.datasets import Dataset, load_dataset
 from harness.folds import validation_mask
 from harness.metrics import classification_metrics
-from harness.seeds import seed_everything, seed_for
+from harness.run import Run, RunError
+from harness.seeds import seed_everything
 from harness.submission import Submission, SubmissionError, config_hash
-from harness.training import TrainContext, compute_features, fit_default, predict, resolve_precision
+from harness.training import TrainContext, compute_features, fit_default, predict
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -64,16 +66,26 @@ def build_model(sub: Submission, num_classes: int, input_shape: tuple[int, ...])
         ) from None
 
 
-def run_config(sub: Submission, spec: DatasetSpec, epochs: int, fold: int, trial: int) -> dict:
+def with_weights(sub: Submission, run: Run) -> Submission:
+    """The submission as ``run`` trains it: from its pretrained weights, a checkpoint, or random ones."""
+    kind = run.weights.partition(":")[0]
+    if kind == "sha256" and not run.checkpoint:
+        raise RunError(f"{run.weights[:19]}…: name the checkpoint file of this run with `--weights FILE`")
+    pretrained = {"scratch": sub.pretrained, "random": False, "pretrained": True, "sha256": run.checkpoint}[kind]
+    return dataclasses.replace(sub, pretrained=pretrained)
+
+
+def run_config(sub: Submission, spec: DatasetSpec, run: Run) -> dict:
     """Everything that determines a run's outcome; its hash decides whether a stored run is reusable.
 
     A run that resamples the dataset's audio names the resampler: another one gives other
     input, so a result computed through it is another run's result.
     """
     resamples = spec.kind == "audio" and (sub.frontend.sample_rate or spec.sample_rate) != spec.sample_rate
-    return {"submission": sub.name, "params": sub.params(), "dataset": spec.name,
-            "dataset_version": spec.version, "epochs": epochs, "fold": fold, "trial": trial,
-            "seed": seed_for(fold, trial), **({"resampler": RESAMPLER} if resamples else {})}
+    return {"submission": sub.name, "params": with_weights(sub, run).params(), "dataset": spec.name,
+            "dataset_version": spec.version, "epochs": run.epochs, "fold": run.fold, "trial": run.trial,
+            "seed": run.seed, "weights": run.weights, "precision": run.precision, "compiled": run.compiled,
+            **({"resampler": RESAMPLER} if resamples else {})}
 
 
 def _normalizer(recipe_normalize: str, train_features: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -83,21 +95,6 @@ def _normalizer(recipe_normalize: str, train_features: torch.Tensor) -> Callable
     if recipe_normalize == "minmax":
         return A.normalize_minmax
     return lambda x: x
-
-
-@dataclass(frozen=True)
-class Engine:
-    """How runs execute, as opposed to what they compute: recorded in every result, never hashed.
-
-    Args:
-        precision: ``"auto"`` (default: bf16 on CUDA, fp32 on CPU, see
-            ``harness.training.resolve_precision``), ``"bf16"`` or ``"fp32"``.
-        compile: ``torch.compile`` the model (default False); the graph compiled for the first
-            fold is reused by the next folds' fresh models of the same shapes.
-    """
-
-    precision: str = "auto"
-    compile: bool = False
 
 
 def tune_for_device(model: nn.Module, device: torch.device, input_dims: int, precision: str = "fp32",
@@ -114,17 +111,16 @@ def tune_for_device(model: nn.Module, device: torch.device, input_dims: int, pre
     return torch.compile(model) if compile_model else model
 
 
-def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: int, device: torch.device,
-            data_root: Path | None = None, on_epoch=lambda epoch, row: None, data: Dataset | None = None,
-            engine: Engine = Engine()) -> dict:
-    """Train on every fold but ``fold``, then evaluate on ``fold``; returns the result record.
+def run_one(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data_root: Path | None = None,
+            on_epoch=lambda epoch, row: None, data: Dataset | None = None) -> dict:
+    """Train on every fold but ``run.fold``, then evaluate on it; returns the result record.
 
     ``data`` replaces loading ``spec`` from the data root (in-memory check and lock data).
     """
     start = time.perf_counter()
-    seed = seed_for(fold, trial)
+    base, sub = sub, with_weights(sub, run)
+    fold, epochs, seed, precision = run.fold, run.epochs, run.seed, run.precision
     generator = seed_everything(seed, deterministic=device.type == "cpu")
-    precision = resolve_precision(engine.precision, device)
     data = data or load_dataset(spec, data_root, sub.frontend.sample_rate)
     train_idx, test_idx = np.flatnonzero(data.folds != fold), np.flatnonzero(data.folds == fold)
     if not len(test_idx):
@@ -142,7 +138,7 @@ def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: i
     y = lambda idx: torch.from_numpy(data.y[idx]).to(device)
     model = build_model(sub, spec.num_classes, input_shape=tuple(features.shape[1:])).to(device)
     check_output_shape(sub, model, features[:2].to(device), spec.num_classes)
-    model = tune_for_device(model, device, features.dim(), precision, engine.compile)
+    model = tune_for_device(model, device, features.dim(), precision, run.compiled)
     ctx = TrainContext(sub, model, features, y(fit_idx), x_val, y(val_idx) if len(val_idx) else None,
                        epochs, spec.num_classes, device, generator, on_epoch, lambda fe: prepare(fe)[:2], spec.name,
                        precision)
@@ -152,11 +148,11 @@ def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: i
     # the test fold reaches the model only here, after training and model selection are over
     x_test = normalize(compute_features(sub.frontend, data.x, test_idx, device))
     pred = predict(fitted.model, x_test, device, precision).argmax(1).cpu().numpy()
-    config = run_config(sub, spec, epochs, fold, trial)
+    config = run_config(base, spec, run)
     return {
-        "schema": R.SCHEMA, "status": "ok",
+        "schema": R.SCHEMA, "status": "ok", "run": run.identity(),
         "submission": sub.name, "dataset": spec.name, "dataset_version": spec.version,
-        "epochs": epochs, "fold": fold, "trial": trial, "seed": seed,
+        "epochs": epochs, "fold": fold, "trial": run.trial, "seed": seed,
         "config": config, "config_hash": config_hash(config), "source_hash": sub.source_hash(),
         "fold_fingerprint": data.fold_fingerprint,
         "model": sub.model_name, "frontend": sub.frontend.summary(), "pretrained": bool(sub.pretrained),
@@ -166,7 +162,7 @@ def run_one(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: i
         "metrics": classification_metrics(data.y[test_idx], pred, spec.num_classes),
         "predictions": pred.tolist(), "curves": fitted.curves,
         "git": R.git_state(), "versions": R.package_versions(), "device": device.type, "precision": precision,
-        "compiled": engine.compile,
+        "compiled": run.compiled,
         "hardware": R.hardware(device), "wall_time_s": round(time.perf_counter() - start, 3),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -207,10 +203,17 @@ class GridReport:
     busy: list[tuple[Path, str]] = field(default_factory=list)  # claimed by another live process: (path, who)
 
 
-def run_grid(sub: Submission, spec: DatasetSpec, folds: list[int], trials: int, epochs: int,
-             device: torch.device, results_root: Path, data_root: Path | None = None,
-             workers: int = 1, engine: Engine = Engine()) -> GridReport:
-    """Run every missing (fold, trial); finished ones are skipped, failures recorded and listed.
+def plan(sub: Submission, spec: DatasetSpec, runs: list[Run], results_root: Path) -> tuple[list[Run], list[Run]]:
+    """(missing, finished): a run is finished when its result is sealed, successful, of this config
+    and of this submission code (an edited submission file makes its stored runs stale)."""
+    done = {run for run in runs
+            if R.is_finished(run.path(results_root), config_hash(run_config(sub, spec, run)), sub.source_hash())}
+    return [run for run in runs if run not in done], [run for run in runs if run in done]
+
+
+def run_grid(sub: Submission, spec: DatasetSpec, runs: list[Run], device: torch.device, results_root: Path,
+             data_root: Path | None = None, workers: int = 1) -> GridReport:
+    """Run every missing run; finished ones are skipped, failures recorded and listed.
 
     ``workers`` > 1 runs that many jobs at once in worker processes sharing the device, for
     models too small to keep a GPU busy alone; results are still written one by one here.
@@ -220,54 +223,45 @@ def run_grid(sub: Submission, spec: DatasetSpec, folds: list[int], trials: int, 
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        return _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root, workers, engine)
+        return _run_jobs(sub, spec, runs, device, results_root, data_root, workers)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _attempt(sub: Submission, spec: DatasetSpec, fold: int, trial: int, epochs: int, device: torch.device,
-             data_root: Path | None, engine: Engine, on_epoch=lambda epoch, row: None) -> dict:
+def _attempt(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data_root: Path | None,
+             on_epoch=lambda epoch, row: None) -> dict:
     """One run as a record: its result, or a failed record saying why (never an exception)."""
     try:
-        return run_one(sub, spec, fold, trial, epochs, device, data_root, on_epoch, engine=engine)
+        return run_one(sub, spec, run, device, data_root, on_epoch)
     except Exception as err:  # one failed run must not stop or lose the others
-        return {"schema": R.SCHEMA, "status": "failed", "submission": sub.name, "dataset": spec.name,
-                "epochs": epochs, "fold": fold, "trial": trial, "error": describe_failure(err, sub),
-                "traceback": traceback.format_exc(limit=-3)}
+        return {"schema": R.SCHEMA, "status": "failed", "run": run.identity(), "submission": sub.name,
+                "dataset": spec.name, "epochs": run.epochs, "fold": run.fold, "trial": run.trial,
+                "error": describe_failure(err, sub), "traceback": traceback.format_exc(limit=-3)}
 
 
-def _attempt_in_worker(name: str, pretrained, spec: DatasetSpec, fold: int, trial: int, epochs: int, device: str,
-                       data_root: Path | None, engine: Engine, threads: int) -> dict:
-    import dataclasses
-
+def _attempt_in_worker(name: str, spec: DatasetSpec, run: Run, device: str, data_root: Path | None,
+                       threads: int) -> dict:
     from harness.submission import get_submission
 
     torch.set_num_threads(threads)
-    sub = dataclasses.replace(get_submission(name), pretrained=pretrained)
-    return _attempt(sub, spec, fold, trial, epochs, torch.device(device), data_root, engine)
+    return _attempt(get_submission(name), spec, run, torch.device(device), data_root)
 
 
-def _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root, workers, engine) -> GridReport:
+def _run_jobs(sub, spec, runs, device, results_root, data_root, workers) -> GridReport:
     from tqdm import tqdm
 
     report = GridReport()
     owners.clean(results_root / spec.name / sub.name)  # temporary results and claims of crashed runs
+    jobs, finished = plan(sub, spec, runs, results_root)
+    report.skipped = [run.path(results_root) for run in finished]
+    bar = tqdm(total=len(jobs), desc=f"{sub.name} on {spec.name}", unit="run")
 
-    def finished(fold: int, trial: int, path: Path) -> bool:
-        # an edited submission file makes its stored runs stale: they run again
-        return R.is_finished(path, config_hash(run_config(sub, spec, epochs, fold, trial)), sub.source_hash())
-
-    jobs = [(f, t, R.result_path(results_root, spec.name, sub.name, epochs, f, t))
-            for t in range(1, trials + 1) for f in folds]
-    report.skipped = [path for f, t, path in jobs if finished(f, t, path)]
-    jobs = [job for job in jobs if job[2] not in report.skipped]
-    bar = tqdm(total=len(jobs), desc=f"{sub.name} on {spec.name} ({epochs} ep)", unit="run")
-
-    def take(fold: int, trial: int, path: Path) -> bool:
+    def take(run: Run) -> bool:
         """Claim a run; False when another live process holds it or has finished it meanwhile."""
+        path = run.path(results_root)
         if holder := owners.claim(path):
             report.busy.append((path, holder))
-        elif finished(fold, trial, path):
+        elif plan(sub, spec, [run], results_root)[1]:
             owners.release(path)
             report.skipped.append(path)
         else:
@@ -275,45 +269,46 @@ def _run_jobs(sub, spec, folds, trials, epochs, device, results_root, data_root,
         bar.update()
         return False
 
-    def store(fold: int, trial: int, path: Path, record: dict) -> None:
+    def store(run: Run, record: dict) -> None:
+        path = run.path(results_root)
         R.write_json_atomic(path, R.seal(record))
         owners.release(path)
         bar.update()
         if record["status"] == "ok":
             report.done.append(path)
-            bar.write(f"  fold {fold} trial {trial}: accuracy {record['metrics']['accuracy']:.4f} "
+            bar.write(f"  fold {run.fold} trial {run.trial}: accuracy {record['metrics']['accuracy']:.4f} "
                       f"macro-F1 {record['metrics']['macro_f1']:.4f} ({record['wall_time_s']:.1f} s)")
         else:
             report.failed.append((path, record["error"]))
 
     if workers <= 1:
-        for fold, trial, path in jobs:
-            if not take(fold, trial, path):
+        for run in jobs:
+            if not take(run):
                 continue
             show = lambda epoch, row: bar.set_postfix_str(
-                f"fold {fold} trial {trial} epoch {epoch} (budget {epochs}) loss {row['train_loss']:.3f}")
+                f"fold {run.fold} trial {run.trial} epoch {epoch} (budget {run.epochs}) loss {row['train_loss']:.3f}")
             try:
-                store(fold, trial, path, _attempt(sub, spec, fold, trial, epochs, device, data_root, engine, show))
+                store(run, _attempt(sub, spec, run, device, data_root, show))
             finally:
-                owners.release(path)
+                owners.release(run.path(results_root))
     else:
-        _run_in_workers(sub, spec, [job for job in jobs if take(*job)], epochs, device, data_root, workers, engine, store)
+        _run_in_workers(sub, spec, [run for run in jobs if take(run)], device, data_root, workers, store, results_root)
     bar.close()
     return report
 
 
-def _run_in_workers(sub, spec, jobs, epochs, device, data_root, workers, engine, store) -> None:
+def _run_in_workers(sub, spec, jobs, device, data_root, workers, store, results_root) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     threads = max(1, torch.get_num_threads() // workers) if device.type == "cpu" else 1
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures = {pool.submit(_attempt_in_worker, sub.name, sub.pretrained, spec, fold, trial, epochs, str(device),
-                               data_root, engine, threads): (fold, trial, path) for fold, trial, path in jobs}
+        futures = {pool.submit(_attempt_in_worker, sub.name, spec, run, str(device), data_root, threads): run
+                   for run in jobs}
         for future in as_completed(futures):
-            store(*futures[future], future.result())
+            store(futures[future], future.result())
     finally:  # on Ctrl-C or SIGTERM: drop queued jobs; finished ones are already stored
         pool.shutdown(wait=False, cancel_futures=True)
-        for _, _, path in jobs:
-            owners.release(path)
+        for run in jobs:
+            owners.release(run.path(results_root))

@@ -5,7 +5,6 @@ import os
 import random
 
 import numpy as np
-import torch
 
 
 def seed_for(fold: int, trial: int) -> int:
@@ -13,12 +12,14 @@ def seed_for(fold: int, trial: int) -> int:
     return 1000 * trial + fold
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
+def seed_everything(seed: int, deterministic: bool = True) -> "torch.Generator":
     """Seed Python, NumPy and torch; on CPU also ask torch for deterministic kernels.
 
     Returns a CPU generator for the run's own draws (batch order, augmentation), so that
     library code consuming the global RNG cannot shift them.
     """
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -94,6 +94,13 @@ def tiny_catalog(tmp_path):
     return write
 
 
+def runs(submission: str, dataset: str = "synthetic", folds=(1, 2), trials: int = 1, epochs: int = 1, **identity):
+    """The runs of one grid cell (``harness.run.grid``) with folds given as a tuple."""
+    from harness.run import grid
+
+    return grid(submission, dataset, list(folds), trials, epochs, **identity)
+
+
 def fsdd_source() -> Path | None:
     path = os.environ.get("BENCH_FSDD_SOURCE")
     return Path(path) if path and Path(path).is_dir() else None

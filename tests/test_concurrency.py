@@ -17,7 +17,10 @@ from harness import owners, runner
 from harness import results as R
 from harness.catalog import load_catalog
 from harness.datasets import _cached_array
+from harness.run import Run
 from harness.submission import get_submission
+
+from conftest import runs
 
 SYNTH = load_catalog().get("synthetic")
 fork = multiprocessing.get_context("fork")
@@ -46,23 +49,23 @@ def test_two_processes_build_a_cache_file_once(tmp_path):
 def _hold_claim(result: str, ready) -> None:
     assert owners.claim(Path(result)) is None
     ready.set()
-    time.sleep(60)
+    time.sleep(600)  # until the test kills it
 
 
 def test_a_claimed_run_is_left_to_its_owner_and_freed_when_the_owner_dies(tmp_path):
-    result = R.result_path(tmp_path / "results", "synthetic", "small_cnn", 1, 1, 1)
+    result = Run("small_cnn", "synthetic", 1, 1, 1).path(tmp_path / "results")
     ready = fork.Event()
     holder = fork.Process(target=_hold_claim, args=(str(result), ready))
     holder.start()
     assert ready.wait(10)
     assert owners.claim(result) == f"pid {holder.pid} on {owners._host()}"
-    report = runner.run_grid(get_submission("small_cnn"), SYNTH, [1, 2], 1, 1, torch.device("cpu"), tmp_path / "results")
+    report = runner.run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn"), torch.device("cpu"), tmp_path / "results")
     assert [p for p, _ in report.busy] == [result] and not result.exists() and len(report.done) == 1
     assert owners.leftovers(result.parent) == []  # a held claim is not a leftover
     os.kill(holder.pid, signal.SIGKILL)
     holder.join()
     assert [x.path for x in owners.leftovers(result.parent)] == [owners.claim_path(result)]
-    report = runner.run_grid(get_submission("small_cnn"), SYNTH, [1, 2], 1, 1, torch.device("cpu"), tmp_path / "results")
+    report = runner.run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn"), torch.device("cpu"), tmp_path / "results")
     assert report.done == [result] and len(report.skipped) == 1 and not report.busy
     assert sorted(p.name for p in result.parent.iterdir()) == ["fold1-trial1.json", "fold2-trial1.json"]
 
@@ -102,10 +105,10 @@ def test_two_bench_runs_started_at_once_train_each_run_once(tmp_path):
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    trained = [int(line.split(": ")[1].split(" run")[0]) for out in outs for line in out.splitlines()
-               if line.startswith("small_cnn on synthetic: ")]
+    trained = [int(line.split("): ")[1].split(" run")[0]) for out in outs for line in out.splitlines()
+               if line.startswith("small_cnn on synthetic (scratch-fp32, 1 epochs): ")]
     assert sum(trained) == 4, outs  # no run trained twice, none lost
-    files = sorted(p.name for p in (tmp_path / "results" / "synthetic" / "small_cnn" / "e1").iterdir())
+    files = sorted(p.name for p in (tmp_path / "results" / "synthetic" / "small_cnn" / "e1" / "scratch-fp32").iterdir())
     assert files == [f"fold{f}-trial1.json" for f in (1, 2, 3, 4)]
 
 

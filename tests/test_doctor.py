@@ -8,6 +8,7 @@ from harness import results as R
 from harness.cli import main
 from harness.fetch import fetch
 from harness.catalog import load_catalog
+from harness.run import Run
 
 from conftest import make_digit_folder
 
@@ -23,7 +24,7 @@ def test_doctor_reports_and_cleans_only_leftovers(tmp_path, tiny_catalog):
     host = owners.owner_tag().split("~")[0]
     leftover = tmp_path / "data" / "cache" / f".tiny-x.npy~{host}~{dead.pid}~1~0abc.tmp"
     leftover.write_bytes(b"\0" * 1000)
-    damaged = R.result_path(tmp_path / "results", "synthetic", "small_cnn", 1, 1, 1)
+    damaged = Run("small_cnn", "synthetic", 1, 1, 1).path(tmp_path / "results")
     R.write_json_atomic(damaged, {"status": "ok", "metrics": {"accuracy": 1.0}})  # not sealed
 
     out = CliRunner().invoke(main, ["--datasets", str(catalog), "doctor"])
@@ -39,8 +40,8 @@ def test_doctor_reports_and_cleans_only_leftovers(tmp_path, tiny_catalog):
 
 
 def test_leaderboard_points_at_leftovers_in_the_result_store(tmp_path):
-    R.write_json_atomic(R.result_path(tmp_path / "results", "synthetic", "x", 1, 1, 1), {"status": "failed"})
-    stray = tmp_path / "results" / "synthetic" / "x" / "e1" / ".fold2-trial1.json~elsewhere~1~1~0abc.tmp"
+    R.write_json_atomic(Run("x", "synthetic", 1, 1, 1).path(tmp_path / "results"), {"status": "failed"})
+    stray = tmp_path / "results" / "synthetic" / "x" / "e1" / "scratch-fp32" / ".fold2-trial1.json~elsewhere~1~1~0abc.tmp"
     stray.write_text("{}")
     out = CliRunner().invoke(main, ["leaderboard", "--output", str(tmp_path / "board" / "README.md")])
     assert out.exit_code == 0 and "leftover" not in out.output  # another host's file may still be written

@@ -7,6 +7,7 @@ import torch
 
 from harness import runner, training
 from harness.catalog import load_catalog
+from harness.run import Run
 from harness.submission import get_submission
 
 SYNTH = load_catalog().get("synthetic")
@@ -30,20 +31,21 @@ def test_features_stay_on_the_cpu_device_whatever_their_size():
 
 @cuda
 def test_cuda_run_trains_in_bf16_and_records_it():
-    record = runner.run_one(get_submission("small_cnn"), SYNTH, 1, 1, 1, torch.device("cuda"))
+    record = runner.run_one(get_submission("small_cnn"), SYNTH, Run("small_cnn", "synthetic", 1, 1, 1, precision="bf16"),
+                            torch.device("cuda"))
     assert record["precision"] == "bf16" and record["device"] == "cuda" and record["status"] == "ok"
 
 
 @cuda
 def test_cuda_run_streams_features_it_is_told_do_not_fit(monkeypatch, capsys):
     monkeypatch.setattr(training, "DEVICE_MEMORY_SHARE", 0.0)
-    record = runner.run_one(get_submission("small_cnn"), SYNTH, 1, 1, 1, torch.device("cuda"))
+    record = runner.run_one(get_submission("small_cnn"), SYNTH, Run("small_cnn", "synthetic", 1, 1, 1), torch.device("cuda"))
     assert "streaming batches from pinned host memory" in capsys.readouterr().out
     assert record["metrics"]["accuracy"] >= 0.0 and len(record["predictions"]) == record["n_test"]
 
 
 @cuda
 def test_compiled_cuda_run_finishes():
-    record = runner.run_one(get_submission("small_cnn"), SYNTH, 1, 1, 1, torch.device("cuda"),
-                            engine=runner.Engine(compile=True))
+    record = runner.run_one(get_submission("small_cnn"), SYNTH, Run("small_cnn", "synthetic", 1, 1, 1, compiled=True),
+                            torch.device("cuda"))
     assert record["compiled"] is True and record["status"] == "ok"

@@ -6,6 +6,7 @@ import torch
 from harness.catalog import load_catalog
 from harness.datasets import load_dataset
 from harness.fetch import fetch
+from harness.run import Run
 from harness.runner import run_one
 from harness.submission import get_submission
 
@@ -23,5 +24,6 @@ def test_fsdd_imports_with_declared_fingerprint_and_folds(tmp_path):
     fold1 = {i for i, f in zip(digits.ids, digits.folds) if f == 1}
     assert {f"{d}_george_{i}.wav" for d in range(10) for i in range(5)} <= fold1  # official test set
     assert sorted(set(speakers.y)) == list(range(6)) and digits.fold_fingerprint == speakers.fold_fingerprint
-    run = run_one(get_submission("small_cnn"), catalog.get("fsdd"), 1, 1, 2, torch.device("cpu"), tmp_path / "data")
+    run = run_one(get_submission("small_cnn"), catalog.get("fsdd"), Run("small_cnn", "fsdd", 2, 1, 1), torch.device("cpu"),
+                  tmp_path / "data")
     assert run["n_test"] == 600 and run["metrics"]["accuracy"] > 0.8

@@ -12,7 +12,10 @@ from harness.catalog import load_catalog
 from harness.check import check_submission
 from harness.cli import main
 from harness.leaderboard import collect
+from harness.run import Run
 from harness.submission import get_submission, load_submission_file, load_submissions
+
+from conftest import runs
 
 BROKEN = '''
 import numpy as np
@@ -92,7 +95,7 @@ def test_every_submission_has_a_committed_lock():
 
 
 def test_verify_result_reruns_a_stored_run_exactly(tmp_path):
-    report = runner.run_grid(get_submission("small_cnn"), load_catalog().get("synthetic"), [2], 1, 1,
+    report = runner.run_grid(get_submission("small_cnn"), load_catalog().get("synthetic"), runs("small_cnn", folds=(2,)),
                              torch.device("cpu"), tmp_path / "results")
     out = CliRunner().invoke(main, ["verify", "--result", str(report.done[0])])
     assert out.exit_code == 0, out.output
@@ -104,7 +107,7 @@ def test_verify_result_reruns_a_stored_run_exactly(tmp_path):
 
 @pytest.fixture
 def stored(tmp_path):
-    report = runner.run_grid(get_submission("small_cnn"), load_catalog().get("synthetic"), [1], 1, 1,
+    report = runner.run_grid(get_submission("small_cnn"), load_catalog().get("synthetic"), runs("small_cnn", folds=(1,)),
                              torch.device("cpu"), tmp_path / "results")
     return report.done[0]
 
@@ -160,15 +163,15 @@ def test_the_test_fold_never_reaches_training(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "compute_features", spy_features)
     monkeypatch.setattr(runner, "fit_default", spy_fit)
-    runner.run_one(get_submission("small_cnn").with_recipe(val_fraction=0.2), load_catalog().get("synthetic"), 3, 1, 1,
-                   torch.device("cpu"))
+    runner.run_one(get_submission("small_cnn").with_recipe(val_fraction=0.2), load_catalog().get("synthetic"),
+                   Run("small_cnn", "synthetic", 1, 3, 1), torch.device("cpu"))
     before = set().union(*[folds for done, folds in seen if not done])
     after = [folds for done, folds in seen if done]
     assert 3 not in before and after == [{3}]
 
 
 def test_random_init_runs_of_pretrained_submissions_are_ranked_and_marked(tmp_path):
-    sub = dataclasses.replace(get_submission("lecture_resnet18_frozen"), pretrained=False)  # as --random-init
-    runner.run_grid(sub, load_catalog().get("synthetic"), [1], 1, 1, torch.device("cpu"), tmp_path / "results")
+    runner.run_grid(get_submission("lecture_resnet18_frozen"), load_catalog().get("synthetic"),
+                    runs("lecture_resnet18_frozen", folds=(1,), weights="random"), torch.device("cpu"), tmp_path / "results")
     ranked, excluded = collect(tmp_path / "results", load_submissions(), load_catalog())
     assert [r.record["pretrained"] for r in ranked[("synthetic", 1)]] == [False], excluded

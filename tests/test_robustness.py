@@ -23,9 +23,10 @@ from harness.cli import main
 from harness.datasets import DatasetError, load_dataset
 from harness.fetch import fetch, safe_extract
 from harness.leaderboard import collect
+from harness.run import Run
 from harness.submission import SubmissionError, get_submission, load_submission_file, load_submissions
 
-from conftest import make_digit_folder, write_wav
+from conftest import make_digit_folder, runs, write_wav
 
 SYNTH = load_catalog().get("synthetic")
 
@@ -33,7 +34,7 @@ SYNTH = load_catalog().get("synthetic")
 @pytest.fixture(autouse=True)
 def finished_result(tmp_path):
     """A finished run that no failure below may touch."""
-    path = R.result_path(tmp_path / "results", "synthetic", "earlier", 1, 1, 1)
+    path = Run("earlier", "synthetic", 1, 1, 1).path(tmp_path / "results")
     R.write_json_atomic(path, R.seal({"status": "ok", "note": "finished before the fault"}))
     before = path.read_bytes()
     yield path
@@ -90,7 +91,8 @@ def test_skip_bad_records_left_out_files_in_results_and_leaderboard(tmp_path, ti
     assert ds.excluded == ("0_anna_3.wav",) and len(ds.ids) == 39
     clean = load_dataset(spec, tmp_path / "data")  # same data, same split
     assert clean.fold_fingerprint == ds.fold_fingerprint
-    record = runner.run_one(get_submission("small_cnn"), spec, 1, 1, 1, torch.device("cpu"), tmp_path / "data")
+    record = runner.run_one(get_submission("small_cnn"), spec, Run("small_cnn", "tiny", 1, 1, 1), torch.device("cpu"),
+                            tmp_path / "data")
     assert record["excluded_files"] == ["0_anna_3.wav"]
 
 
@@ -236,7 +238,8 @@ def test_http_error_is_reported_and_nothing_kept(tmp_path, tiny_catalog):
 # --- runs ------------------------------------------------------------------------------------
 
 def run_grid(results, sub=None, folds=(1, 2)):
-    return runner.run_grid(sub or get_submission("small_cnn"), SYNTH, list(folds), 1, 1, torch.device("cpu"), results)
+    sub = sub or get_submission("small_cnn")
+    return runner.run_grid(sub, SYNTH, runs(sub.name, folds=folds), torch.device("cpu"), results)
 
 
 def test_sigterm_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
@@ -244,14 +247,14 @@ def test_sigterm_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
     real = runner.run_one
 
     def terminated(*args, **kwargs):
-        if args[2] == 2:
+        if args[2].fold == 2:
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(runner, "run_one", terminated)
     with pytest.raises(runner.GridInterrupted, match="SIGTERM"):
         run_grid(results)
-    assert [p.name for p in (results / "synthetic" / "small_cnn" / "e1").iterdir()] == ["fold1-trial1.json"]
+    assert [p.name for p in (results / "synthetic" / "small_cnn" / "e1" / "scratch-fp32").iterdir()] == ["fold1-trial1.json"]
     assert signal.getsignal(signal.SIGTERM) is not None
     monkeypatch.setattr(runner, "run_one", real)
     assert len(run_grid(results).skipped) == 1
@@ -366,7 +369,7 @@ def test_corrupt_and_hand_edited_results_are_named_and_skipped(tmp_path):
 
 
 def test_result_without_provenance_is_refused(tmp_path):
-    path = R.result_path(tmp_path / "results", "synthetic", "small_cnn", 1, 3, 1)
+    path = Run("small_cnn", "synthetic", 1, 3, 1).path(tmp_path / "results")
     R.write_json_atomic(path, R.seal({"status": "ok", "submission": "small_cnn", "dataset": "synthetic", "epochs": 1}))
     _, excluded = collect(tmp_path / "results", load_submissions(), load_catalog())
     assert (path, "stale: no provenance (config_hash missing)") in excluded

@@ -9,13 +9,17 @@ from harness import runner, training
 from harness.catalog import load_catalog
 from harness.cli import main
 from harness.results import iter_results
+from harness.run import Run
 from harness.submission import Submission, get_submission
+
+from conftest import runs
 
 SYNTH = load_catalog().get("synthetic")
 
 
 def grid(results, folds=(1, 2), epochs=1):
-    return runner.run_grid(get_submission("small_cnn"), SYNTH, list(folds), 1, epochs, torch.device("cpu"), results)
+    return runner.run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn", folds=folds, epochs=epochs),
+                           torch.device("cpu"), results)
 
 
 def test_cli_run_then_leaderboard(tmp_path):
@@ -48,7 +52,7 @@ def test_resume_skips_finished_runs_and_redoes_interrupted_ones(tmp_path, monkey
     first.done[1].unlink()  # as if the grid was killed before the second run was written
     calls = []
     real = runner.run_one
-    monkeypatch.setattr(runner, "run_one", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    monkeypatch.setattr(runner, "run_one", lambda *a, **k: calls.append(a[2].fold) or real(*a, **k))
     second = grid(results)
     assert calls == [2] and len(second.skipped) == 1 and len(second.done) == 1
 
@@ -58,7 +62,7 @@ def test_interrupt_keeps_finished_runs_and_writes_no_partial_one(tmp_path, monke
     real = runner.run_one
 
     def interrupted(*args, **kwargs):
-        if args[2] == 2:
+        if args[2].fold == 2:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
@@ -75,14 +79,14 @@ def test_changed_config_is_not_skipped(tmp_path):
     results = tmp_path / "results"
     grid(results, folds=(1,))
     sub = get_submission("small_cnn").with_recipe(lr=1e-4)
-    report = runner.run_grid(sub, SYNTH, [1], 1, 1, torch.device("cpu"), results)
+    report = runner.run_grid(sub, SYNTH, runs("small_cnn", folds=(1,)), torch.device("cpu"), results)
     assert len(report.done) == 1 and not report.skipped
 
 
 def test_same_seed_gives_identical_predictions_on_cpu():
     sub = get_submission("small_cnn")
-    a = runner.run_one(sub, SYNTH, 3, 1, 2, torch.device("cpu"))
-    b = runner.run_one(sub, SYNTH, 3, 1, 2, torch.device("cpu"))
+    a = runner.run_one(sub, SYNTH, Run("small_cnn", "synthetic", 2, 3, 1), torch.device("cpu"))
+    b = runner.run_one(sub, SYNTH, Run("small_cnn", "synthetic", 2, 3, 1), torch.device("cpu"))
     assert a["predictions"] == b["predictions"] and a["curves"][-1]["train_loss"] == b["curves"][-1]["train_loss"]
 
 
@@ -91,7 +95,7 @@ def test_failed_run_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
     real = runner.run_one
 
     def flaky(*args, **kwargs):
-        if args[2] == 1:
+        if args[2].fold == 1:
             raise RuntimeError("boom")
         return real(*args, **kwargs)
 
@@ -113,9 +117,9 @@ def test_edited_submission_file_is_run_again(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_precision_is_recorded_and_each_is_deterministic_on_cpu(precision):
-    sub, engine = get_submission("small_cnn"), runner.Engine(precision)
-    a = runner.run_one(sub, SYNTH, 3, 1, 1, torch.device("cpu"), engine=engine)
-    b = runner.run_one(sub, SYNTH, 3, 1, 1, torch.device("cpu"), engine=engine)
+    sub, run = get_submission("small_cnn"), Run("small_cnn", "synthetic", 1, 3, 1, precision=precision)
+    a = runner.run_one(sub, SYNTH, run, torch.device("cpu"))
+    b = runner.run_one(sub, SYNTH, run, torch.device("cpu"))
     assert a["precision"] == precision and a["predictions"] == b["predictions"]
     assert a["curves"][-1]["train_loss"] == b["curves"][-1]["train_loss"]
 
@@ -135,20 +139,23 @@ def test_a_nan_loss_in_bf16_says_that_fp32_is_the_fix(monkeypatch):
     monkeypatch.setattr(training, "soft_cross_entropy", lambda logits, target: real(logits, target) * float("nan"))
     sub = get_submission("small_cnn")
     with pytest.raises(training.NonFiniteLossError, match=r"epoch 1 in bf16.*--precision fp32"):
-        runner.run_one(sub, SYNTH, 1, 1, 1, torch.device("cpu"), engine=runner.Engine("bf16"))
+        runner.run_one(sub, SYNTH, Run("small_cnn", "synthetic", 1, 1, 1, precision="bf16"), torch.device("cpu"))
     with pytest.raises(training.NonFiniteLossError, match=r"epoch 1$"):
-        runner.run_one(sub, SYNTH, 1, 1, 1, torch.device("cpu"), engine=runner.Engine("fp32"))
+        runner.run_one(sub, SYNTH, Run("small_cnn", "synthetic", 1, 1, 1), torch.device("cpu"))
 
 
-def test_leaderboard_shows_each_runs_precision(tmp_path):
+def test_runs_of_two_precisions_are_two_leaderboard_rows_each_showing_its_precision(tmp_path):
     cli = CliRunner()
     for fold, precision in ((1, "fp32"), (2, "bf16")):
         out = cli.invoke(main, ["run", "-s", "small_cnn", "--folds", str(fold), "--epochs", "1", "--precision", precision])
         assert out.exit_code == 0, out.output
     out = cli.invoke(main, ["leaderboard", "--output", str(tmp_path / "board.md")])
     assert out.exit_code == 0, out.output
-    row = next(line for line in (tmp_path / "board.md").read_text().splitlines() if line.startswith("|") and "small_cnn" in line)
-    assert ", bf16" in row and ", fp32" in row
+    rows = [line for line in (tmp_path / "board.md").read_text().splitlines()
+            if line.startswith("|") and "small_cnn (" in line and "CPU" in line]
+    assert len(rows) == 2
+    assert any("small_cnn (scratch-bf16)" in r and ", bf16 |" in r and ", fp32" not in r for r in rows)
+    assert any("small_cnn (scratch-fp32)" in r and ", fp32 |" in r and ", bf16" not in r for r in rows)
 
 
 @pytest.mark.parametrize("command", ["run", "speed", "grid", "verify", "leaderboard"])
@@ -163,6 +170,7 @@ def test_a_run_that_resamples_names_the_resampler_in_its_config(tmp_path, tiny_c
     spec = load_catalog(tiny_catalog()).get("tiny")  # 8 kHz audio
     at_16k = Submission(frontend=__import__("harness").LogMel(16000, n_mels=16), model="resnet18", name="x")
     at_8k = Submission(frontend=__import__("harness").LogMel(8000, n_mels=16), model="resnet18", name="x")
-    assert runner.run_config(at_16k, spec, 1, 1, 1)["resampler"] == audio.RESAMPLER
-    assert "resampler" not in runner.run_config(at_8k, spec, 1, 1, 1)
-    assert "resampler" not in runner.run_config(at_16k, SYNTH, 1, 1, 1)  # generated at the rate asked for
+    run = Run("x", "tiny", 1, 1, 1)
+    assert runner.run_config(at_16k, spec, run)["resampler"] == audio.RESAMPLER
+    assert "resampler" not in runner.run_config(at_8k, spec, run)
+    assert "resampler" not in runner.run_config(at_16k, SYNTH, run)  # generated at the rate asked for

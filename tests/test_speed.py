@@ -12,6 +12,8 @@ from harness.runner import run_grid
 from harness.submission import get_submission
 from harness.training import resolve_precision
 
+from conftest import runs
+
 
 def test_ratio_is_computed_from_the_two_measured_throughputs(monkeypatch):
     monkeypatch.setattr(speed, "run_reference", lambda work, paths, labels, steps, device: 4.0)
@@ -52,7 +54,7 @@ def test_side_by_side_runs_report_an_aggregate():
 
 @pytest.mark.slow
 def test_grid_with_several_workers_stores_every_run(tmp_path):
-    report = run_grid(get_submission("small_cnn"), load_catalog().get("synthetic"), [1, 2, 3], 1, 1,
+    report = run_grid(get_submission("small_cnn"), load_catalog().get("synthetic"), runs("small_cnn", folds=(1, 2, 3)),
                       torch.device("cpu"), tmp_path / "results", workers=2)
     assert len(report.done) == 3 and not report.failed
     records = [json.loads(p.read_text()) for p in report.done]

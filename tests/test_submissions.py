@@ -8,6 +8,7 @@ import torch
 from harness.catalog import load_catalog, parse_spec
 from harness.fetch import fetch
 from harness.render import render_images
+from harness.run import Run
 from harness.runner import run_one
 from harness.submission import get_submission, load_submissions
 from harness.datasets import load_dataset
@@ -42,7 +43,8 @@ def image_dataset(tmp_path_factory):
 def test_image_submission_runs_on_an_imported_image_dataset(image_dataset):
     """The image path end to end: PNG folders imported, decoded, trained on, evaluated."""
     spec, root = image_dataset
-    record = run_one(get_submission("specaug_cnn_image"), spec, 1, 1, 1, torch.device("cpu"), root)
+    record = run_one(get_submission("specaug_cnn_image"), spec, Run("specaug_cnn_image", spec.name, 1, 1, 1),
+                     torch.device("cpu"), root)
     assert record["status"] == "ok" and record["n_test"] == 24
     assert record["curves"] and all(math.isfinite(row["train_loss"]) for row in record["curves"])
 

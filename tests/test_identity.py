@@ -1,0 +1,124 @@
+"""A run is a value: weights, precision and compilation are part of its identity, so runs of one
+cell that could give different numbers are kept apart, never overwritten, and ranked as rows of
+their own; results stored before identities existed are migrated, not dropped."""
+import dataclasses
+import json
+
+import pytest
+import timm
+import torch
+from click.testing import CliRunner
+
+from harness import results as R
+from harness import runner
+from harness.catalog import load_catalog
+from harness.cli import main
+from harness.leaderboard import collect, render
+from harness.run import Run, RunError, sha256_of, weights_for
+from harness.submission import config_hash, get_submission, load_submissions
+
+from conftest import runs
+
+SYNTH = load_catalog().get("synthetic")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Two different resnet18 ImageNet-shaped checkpoints made here."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(folder / f"resnet18-{seed}.pth")
+        torch.save(timm.create_model("resnet18", num_classes=1000).state_dict(), paths[-1])
+    return paths
+
+
+def test_every_identity_of_one_cell_is_its_own_result_and_its_own_row(tmp_path, checkpoints):
+    a, b = checkpoints
+    base = ["run", "-s", "lecture_resnet18_frozen", "--folds", "1", "--epochs", "1", "--device", "cpu"]
+    variants = [["--random-init"], ["--weights", str(a)], ["--weights", str(b)], ["--random-init", "--precision", "bf16"]]
+    for extra in variants:
+        out = CliRunner().invoke(main, base + extra)
+        assert out.exit_code == 0 and ": 1 run, 0 already finished" in out.output, out.output
+    expected = {"random-fp32", f"ckpt-{sha256_of(a)[:12]}-fp32", f"ckpt-{sha256_of(b)[:12]}-fp32", "random-bf16"}
+    assert {p.parent.name for p in (tmp_path / "results").rglob("*.json")} == expected
+    for extra in variants:  # each is finished now, and only itself
+        assert ": 0 run, 1 already finished" in CliRunner().invoke(main, base + extra).output
+    ranked, excluded = collect(tmp_path / "results", load_submissions(), load_catalog())
+    assert not excluded and len(ranked[("synthetic", 1)]) == 4
+    text, _ = render(tmp_path / "results", load_submissions(), load_catalog())
+    rows = [line for line in text.splitlines() if line.startswith("|") and "lecture_resnet18_frozen (" in line]
+    assert len(rows) == 8  # four ranked rows, four per-fold rows
+    for variant in expected:
+        assert sum(f" lecture_resnet18_frozen ({variant}) " in row for row in rows) == 2
+
+
+def test_weights_precision_and_compile_each_change_the_path_and_the_config_hash(tmp_path):
+    sub, base = get_submission("small_cnn"), Run("small_cnn", "synthetic", 1, 1, 1)
+    variants = [base, dataclasses.replace(base, precision="bf16"), dataclasses.replace(base, compiled=True),
+                dataclasses.replace(base, precision="bf16", compiled=True)]
+    assert len({run.path(tmp_path) for run in variants}) == len(variants)
+    assert len({config_hash(runner.run_config(sub, SYNTH, run)) for run in variants}) == len(variants)
+    assert base.path(tmp_path).relative_to(tmp_path).as_posix() == "synthetic/small_cnn/e1/scratch-fp32/fold1-trial1.json"
+
+
+def test_weights_are_read_from_what_was_asked(tmp_path, checkpoints):
+    assert weights_for("small_cnn", False) == ("scratch", "")
+    assert weights_for("resnet18.tv_in1k", True) == ("pretrained:resnet18.tv_in1k", "")
+    assert weights_for("resnet18.tv_in1k", True, random_init=True) == ("random", "")
+    assert weights_for("resnet18.tv_in1k", True, checkpoints[0]) == (f"sha256:{sha256_of(checkpoints[0])}",
+                                                                      str(checkpoints[0]))
+    with pytest.raises(RunError, match="--weights does not apply"):
+        weights_for("small_cnn", False, checkpoints[0])
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"epochs": 0}, "epochs must be a whole number of at least 1"), ({"fold": -1}, "fold must be"),
+    ({"weights": "imagenet"}, "weights 'imagenet'"), ({"precision": "auto"}, "resolve 'auto'"),
+])
+def test_an_impossible_run_fails_when_it_is_made(fields, message):
+    with pytest.raises(RunError, match=message):
+        Run(**{"submission": "small_cnn", "dataset": "synthetic", "epochs": 1, "fold": 1, "trial": 1, **fields})
+
+
+def as_legacy(record: dict) -> dict:
+    """A record as the harness stored it before runs had identities."""
+    config = {k: v for k, v in record["config"].items() if k not in ("weights", "precision", "compiled")}
+    body = {k: v for k, v in record.items() if k not in ("run", "checksum")}
+    return R.seal({**body, "config": config, "config_hash": config_hash(config)})
+
+
+def test_migrate_moves_legacy_results_and_the_board_ranks_them_as_before(tmp_path):
+    results = tmp_path / "results"
+    report = runner.run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn", folds=(1, 2)), torch.device("cpu"),
+                             results)
+    before, _ = render(results, load_submissions(), load_catalog())
+    for path in report.done:
+        record = json.loads(path.read_text())
+        R.write_json_atomic(results / "synthetic" / "small_cnn" / "e1" / path.name, as_legacy(record))
+        path.unlink()
+    _, excluded = collect(results, load_submissions(), load_catalog())
+    assert len(excluded) == 2 and all("run `bench migrate`" in why for _, why in excluded)
+
+    out = CliRunner().invoke(main, ["migrate"])
+    assert out.exit_code == 0 and "2 of 2 result file(s) moved" in out.output, out.output
+    assert sorted(p.relative_to(results).as_posix() for p in results.rglob("*.json")) == [
+        f"synthetic/small_cnn/e1/scratch-fp32/fold{f}-trial1.json" for f in (1, 2)]
+    after, _ = render(results, load_submissions(), load_catalog())
+    assert after == before
+
+
+def test_migrate_never_writes_over_a_result_and_says_what_it_left(tmp_path):
+    results = tmp_path / "results"
+    done = runner.run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn", folds=(1,)), torch.device("cpu"),
+                           results).done[0]
+    legacy = results / "synthetic" / "small_cnn" / "e1" / done.name
+    R.write_json_atomic(legacy, as_legacy(json.loads(done.read_text())))
+    failed = results / "synthetic" / "small_cnn" / "e1" / "fold2-trial1.json"
+    R.write_json_atomic(failed, R.seal({"status": "failed", "submission": "small_cnn", "error": "boom"}))
+    kept = done.read_bytes()
+    out = CliRunner().invoke(main, ["migrate"])
+    assert "scratch-fp32/fold1-trial1.json exists already, nothing is written over" in out.output
+    assert "fold2-trial1.json: left: a failed or incomplete run" in out.output and "0 of 2" in out.output
+    assert done.read_bytes() == kept and legacy.exists() and failed.exists()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.registry import Registry, did_you_mean
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +45,7 @@ TYPES = {
 POSITIVE = ("sample_rate", "clip_seconds", "num_classes", "per_class")
 
 
-class CatalogError(ValueError):
+class CatalogError(HarnessError, ValueError):
     """A ``datasets.toml`` entry that does not follow the schema."""
 
 

@@ -6,14 +6,12 @@ from pathlib import Path
 
 import click
 
-from harness.catalog import PROJECT_ROOT, CatalogError, load_catalog
-from harness.datasets import DatasetError, current_fold_fingerprint, data_root
-from harness.registry import UnknownNameError
-from harness.errors import SubmissionError
+from harness.catalog import PROJECT_ROOT, load_catalog
+from harness.datasets import current_fold_fingerprint, data_root
+from harness.errors import DatasetError, HarnessError
 from harness.results import results_root
 
-USER_ERRORS = (CatalogError, DatasetError, UnknownNameError, SubmissionError, FileNotFoundError, ValueError,
-               RuntimeError)
+USER_ERRORS = (HarnessError, FileNotFoundError)  # anything else is a bug: its traceback shows
 DEFAULT_GRID = PROJECT_ROOT / "leaderboard" / "grid.toml"
 DEVICE = click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
                       help="auto: cuda when torch sees a GPU, else cpu.")
@@ -100,13 +98,17 @@ def fetch(obj: Context, name: str, from_path: Path | None, force: bool, skip_bad
 
 
 def parse_folds(text: str, spec) -> list[int]:
+    """``--folds``: 'all' (the dataset's evaluation folds) or comma-separated fold numbers."""
     k = spec.num_folds
     if text == "all":
         return spec.eval_folds
-    folds = [int(f) for f in text.split(",")]
+    try:
+        folds = [int(f) for f in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use 'all' or fold numbers such as 1,2", param_hint="'--folds'") from None
     bad = [f for f in folds if not 1 <= f <= k]
     if bad:
-        raise ValueError(f"fold(s) {bad} out of range 1..{k}")
+        raise click.BadParameter(f"fold(s) {bad} out of range 1..{k} for {spec.name}", param_hint="'--folds'")
     return folds
 
 

@@ -10,8 +10,10 @@ from typing import Sequence
 
 import numpy as np
 
+from harness.errors import HarnessError
 
-class FoldError(ValueError):
+
+class FoldError(HarnessError, ValueError):
     """Metadata that cannot be split as the protocol says."""
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Generic, Iterator, TypeVar
 
+from harness.errors import HarnessError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(HarnessError, KeyError):
     """A name that is not registered; the message suggests the closest ones."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
@@ -19,7 +21,7 @@ def did_you_mean(name: str, choices: list[str]) -> str:
     return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
-class DuplicateNameError(ValueError):
+class DuplicateNameError(HarnessError, ValueError):
     """A second object under a name already taken."""
 
 

@@ -21,6 +21,7 @@ from harness import results as R
 from harness.audio import RESAMPLER
 from harness.catalog import DatasetSpec
 from harness.datasets import Dataset, load_dataset
+from harness.errors import DatasetError, HarnessError
 from harness.folds import validation_mask
 from harness.metrics import classification_metrics
 from harness.run import Run, RunError
@@ -33,11 +34,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
+        raise DeviceUnavailable("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
     return torch.device(name)
 
 
-class WeightsUnavailable(RuntimeError):
+class DeviceUnavailable(HarnessError):
+    """A device was asked for that this machine does not have."""
+
+
+class WeightsUnavailable(HarnessError, RuntimeError):
     """Pretrained weights were asked for and could not be had."""
 
 
@@ -124,7 +129,7 @@ def run_one(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, 
     data = data or load_dataset(spec, data_root, sub.frontend.sample_rate)
     train_idx, test_idx = np.flatnonzero(data.folds != fold), np.flatnonzero(data.folds == fold)
     if not len(test_idx):
-        raise ValueError(f"fold {fold} of {spec.name} is empty; it has folds 1..{spec.num_folds}")
+        raise DatasetError(f"fold {fold} of {spec.name} is empty; it has folds 1..{spec.num_folds}")
     is_val = validation_mask(data.y[train_idx], sub.recipe.val_fraction, seed)
     fit_idx, val_idx = train_idx[~is_val], train_idx[is_val]
 

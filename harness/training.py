@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import augment as A
+from harness.errors import HarnessError
 from harness.faults import crash_point
 from harness.submission import Recipe, Submission
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(HarnessError, RuntimeError):
     """Training diverged: the loss became NaN or infinite."""
 
 

@@ -47,3 +47,20 @@ def test_checked_frontends_still_read_their_parameters_back():
     assert LogMel(8000, n_mels=64, f_max=4000).params() == {
         "name": "LogMel", "sample_rate": 8000, "n_fft": 1024, "win_length": None, "hop_length": 256, "n_mels": 64,
         "f_min": 0.0, "f_max": 4000, "top_db": 80.0, "ref_max": False}
+
+
+def test_the_cli_says_a_users_error_in_one_line_and_lets_a_bug_show_its_traceback(monkeypatch):
+    from click.testing import CliRunner
+
+    from harness import runner
+    from harness.cli import main
+
+    out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--folds", "abc"])
+    assert out.exit_code == 2 and "Invalid value for '--folds': 'abc': use 'all' or fold numbers" in out.output
+    out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--folds", "9"])
+    assert out.exit_code == 2 and "fold(s) [9] out of range 1..5 for synthetic" in out.output
+    out = CliRunner().invoke(main, ["run", "-s", "smal_cnn"])
+    assert out.exit_code == 1 and "Error: unknown submission 'smal_cnn'. Did you mean 'small_cnn'" in out.output
+    monkeypatch.setattr(runner, "run_grid", lambda *args, **kwargs: {}["a bug"])
+    out = CliRunner().invoke(main, ["run", "-s", "small_cnn"])
+    assert out.exit_code == 1 and isinstance(out.exception, KeyError) and "Error:" not in out.output

@@ -163,7 +163,7 @@ def run(obj: Context, submission, dataset, folds, trials, epochs, device, weight
 @click.pass_obj
 def grid(obj: Context, grid_file: Path, device: str, precision: str):
     """Run every missing run of the leaderboard grid whose dataset is available."""
-    from harness.fetch import verified_folder
+    from harness.datasets import verified_folder
 
     entries = tomllib.loads(grid_file.read_text()).get("run", [])
     failed = 0

@@ -18,7 +18,7 @@ import platformdirs
 from filelock import FileLock, Timeout
 
 from harness import folds as F
-from harness import owners
+from harness import owners, synthetic
 from harness.audio import RESAMPLER, decode_audio
 from harness.catalog import DatasetSpec
 from harness.errors import DatasetError
@@ -101,6 +101,25 @@ def _csv_rows(spec: DatasetSpec, folder: Path) -> list[dict[str, str]]:
 
 
 EXCLUDED = ".excluded.tsv"  # files left out by `bench fetch --skip-bad`, with their reasons
+MARKER = ".fingerprint"  # written into a dataset folder once its import is verified
+
+
+def verified_folder(spec: DatasetSpec, root: Path) -> Path:
+    """The dataset's folder, if it was imported and verified against the declared fingerprint."""
+    folder = root / spec.source
+    marker = folder / MARKER
+    if not marker.is_file():
+        raise DatasetError(
+            f"dataset {spec.name!r} is not in the data root {root}. "
+            f"Run `bench fetch {spec.source}` (or `bench fetch {spec.source} --from PATH` for a local copy)."
+        )
+    recorded = marker.read_text().strip()
+    if spec.fingerprint and recorded != spec.fingerprint:
+        raise DatasetError(
+            f"{folder}: content fingerprint {recorded[:12]}… does not match the declared "
+            f"{spec.fingerprint[:12]}… of {spec.name!r}. Re-import it with `bench fetch {spec.source} --force`."
+        )
+    return folder
 
 
 def excluded_files(folder: Path) -> dict[str, str]:
@@ -235,8 +254,6 @@ def load_dataset(spec: DatasetSpec, root: Path | None = None, sample_rate: int |
     re-imported data or another decoder can never reuse stale arrays, while tasks over the
     same files share one.
     """
-    from harness import fetch, synthetic
-
     sample_rate = sample_rate or spec.sample_rate
     if spec.kind == "synthetic":
         x, y = synthetic.generate(spec, sample_rate)
@@ -244,9 +261,9 @@ def load_dataset(spec: DatasetSpec, root: Path | None = None, sample_rate: int |
         folds = F.stratified_folds(y, spec.num_folds, spec.folds.get("seed", 0))
         return Dataset(spec, x, y, folds, ids, spec.class_names, sample_rate, F.fold_fingerprint(ids, folds))
     root = data_root(root)
-    folder = fetch.verified_folder(spec, root)
+    folder = verified_folder(spec, root)
     table = list_clips(spec, folder)
-    fingerprint = (folder / fetch.MARKER).read_text().strip()
+    fingerprint = (folder / MARKER).read_text().strip()
     shape = (len(table.files), *spec.image_size) if spec.kind == "image" else (
         len(table.files), round(sample_rate * spec.clip_seconds))
     # tasks over the same files (fsdd and fsdd_speaker) share one cache: keyed by what is decoded
@@ -261,12 +278,10 @@ def load_dataset(spec: DatasetSpec, root: Path | None = None, sample_rate: int |
 
 def current_fold_fingerprint(spec: DatasetSpec, root: Path | None = None) -> str | None:
     """The fold fingerprint of the data as it is now, or None if the data is not available."""
-    from harness import fetch
-
     try:
         if spec.kind == "synthetic":
             return load_dataset(spec).fold_fingerprint
-        table = list_clips(spec, fetch.verified_folder(spec, data_root(root)))
+        table = list_clips(spec, verified_folder(spec, data_root(root)))
         return F.fold_fingerprint(table.ids, table.folds)
     except DatasetError:
         return None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harness import owners
 from harness import results as R
-from harness.fetch import MARKER
+from harness.datasets import MARKER
 
 
 @dataclass

@@ -16,13 +16,12 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from harness.catalog import DatasetSpec
 from harness import owners
 from harness.audio import inspect_audio
-from harness.datasets import EXCLUDED, DatasetError, list_clips
+from harness.catalog import DatasetSpec
+from harness.datasets import EXCLUDED, MARKER, DatasetError, decode_image, list_clips, verified_folder
 from harness.owners import temp_path
 
-MARKER = ".fingerprint"  # written into a dataset folder once its content is verified
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -40,24 +39,6 @@ def content_fingerprint(folder: Path) -> str:
         for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
     )
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
-
-
-def verified_folder(spec: DatasetSpec, root: Path) -> Path:
-    """The dataset's folder, if it was imported and verified against the declared fingerprint."""
-    folder = root / spec.source
-    marker = folder / MARKER
-    if not marker.is_file():
-        raise DatasetError(
-            f"dataset {spec.name!r} is not in the data root {root}. "
-            f"Run `bench fetch {spec.source}` (or `bench fetch {spec.source} --from PATH` for a local copy)."
-        )
-    recorded = marker.read_text().strip()
-    if spec.fingerprint and recorded != spec.fingerprint:
-        raise DatasetError(
-            f"{folder}: content fingerprint {recorded[:12]}… does not match the declared "
-            f"{spec.fingerprint[:12]}… of {spec.name!r}. Re-import it with `bench fetch {spec.source} --force`."
-        )
-    return folder
 
 
 # --- download ----------------------------------------------------------------------------
@@ -142,8 +123,6 @@ def safe_extract(archive: Path, target: Path) -> None:
 
 def _audit(spec: DatasetSpec, source_dir: Path, files: list[str]) -> tuple[dict[str, str], list[str]]:
     """Every listed file that is missing or cannot be used, with its reason; plus notes said once."""
-    from harness.datasets import decode_image
-
     bad, multichannel, other_rates = {}, 0, set()
     for rel in files:
         path = source_dir / rel

@@ -16,6 +16,7 @@ from tabulate import tabulate
 
 from harness import results as R
 from harness.catalog import DatasetSpec
+from harness.provenance import build_submission, provenance_problem
 from harness.registry import Registry
 from harness.run import Run
 
@@ -51,53 +52,6 @@ def _fmt(values: list[float]) -> str:
     values = np.asarray(values) * 100
     std = values.std(ddof=1) if len(values) > 1 else 0.0
     return f"{values.mean():.2f} ± {std:.2f}"
-
-
-def provenance_problem(record: dict[str, Any], submissions: Registry, specs: Registry[DatasetSpec],
-                       current: dict[str, Any]) -> str | None:
-    """Why a stored result may not be ranked any more, or None when it still stands."""
-    from harness.runner import run_config
-    from harness.submission import config_hash
-
-    for key in ("submission", "dataset", "config_hash", "source_hash", "fold_fingerprint", "metrics"):
-        if key not in record:
-            return f"no provenance ({key} missing)"
-    if "run" not in record:
-        return "stored before runs had identities (weights, precision, compile); run `bench migrate`"
-    name, dataset = record["submission"], record["dataset"]
-    if name not in submissions:
-        return f"submission {name!r} no longer exists"
-    if dataset not in specs:
-        return f"dataset {dataset!r} no longer declared"
-    if name not in current:  # each submission is built once per render
-        current[name] = _build(name)
-    sub = current[name]
-    if isinstance(sub, str):
-        return sub
-    run = Run.from_identity(record["run"], checkpoint="(recorded)")  # a checkpoint's digest is its identity
-    spec = specs.get(dataset)
-    if record.get("dataset_version") != spec.version:
-        return f"dataset version {record.get('dataset_version')} != current {spec.version}"
-    if record["source_hash"] != sub.source_hash():
-        return "submission source changed since this run"
-    now = run_config(sub, spec, run)
-    if record["config_hash"] != config_hash(now):
-        old = record.get("config", {})
-        changed = ", ".join(sorted(k for k in set(old) | set(now) if old.get(k) != now.get(k)))
-        return "config changed since this run" + (f" ({changed})" if changed else "")
-    fingerprint = current.get(("folds", dataset))
-    if fingerprint and record["fold_fingerprint"] != fingerprint:
-        return "fold split changed since this run"
-    return None
-
-
-def _build(name: str):
-    from harness.submission import get_submission
-
-    try:
-        return get_submission(name)
-    except Exception as err:  # a broken submission makes its results stale, not the renderer crash
-        return f"submission cannot be built ({err})"
 
 
 def collect(results_root: Path, submissions: Registry, specs: Registry[DatasetSpec],
@@ -218,7 +172,7 @@ def render(results_root: Path, submissions: Registry, specs: Registry[DatasetSpe
     figures = {curve_file(d, e): curves_svg(f"{d}, {e} epochs: training loss, mean over runs", mean_curves(rows))
                for (d, e), rows in ranked.items()}
     sections = set(ranked)
-    built = {name: sub for name in submissions if not isinstance(sub := _build(name), str)}  # each built once
+    built = {name: sub for name in submissions if not isinstance(sub := build_submission(name), str)}  # each built once
     for sub in built.values():
         for dataset, entries in sub.published.items():
             for entry in entries if isinstance(entries, list) else [entries]:

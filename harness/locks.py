@@ -91,7 +91,7 @@ def verify_result(path: Path, data_root: Path | None, catalog, fold_fingerprint:
     ``catalog`` is the dataset catalog in use (``bench --datasets``); ``fold_fingerprint`` the
     current split of the data, which the stored run must share.
     """
-    from harness.leaderboard import provenance_problem
+    from harness.provenance import provenance_problem
     from harness.results import read_result
     from harness.run import Run
     from harness.runner import resolve_device, run_one

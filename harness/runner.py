@@ -1,7 +1,6 @@
 """Run a submission on a dataset: one (fold, trial) at a time, each stored as it finishes."""
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import signal
 import time
@@ -18,13 +17,13 @@ from torch import nn
 from harness import augment as A
 from harness import owners
 from harness import results as R
-from harness.audio import RESAMPLER
 from harness.catalog import DatasetSpec
 from harness.datasets import Dataset, load_dataset
 from harness.errors import DatasetError, HarnessError
 from harness.folds import validation_mask
 from harness.metrics import classification_metrics
-from harness.run import Run, RunError
+from harness.provenance import run_config, with_weights
+from harness.run import Run
 from harness.seeds import seed_everything
 from harness.submission import Submission, SubmissionError, config_hash
 from harness.training import TrainContext, compute_features, fit_default, predict
@@ -69,28 +68,6 @@ def build_model(sub: Submission, num_classes: int, input_shape: tuple[int, ...])
             f"Name a local checkpoint with `bench run --weights FILE`, or train from random "
             f"initialisation with `bench run --random-init` (the leaderboard marks it not pretrained)."
         ) from None
-
-
-def with_weights(sub: Submission, run: Run) -> Submission:
-    """The submission as ``run`` trains it: from its pretrained weights, a checkpoint, or random ones."""
-    kind = run.weights.partition(":")[0]
-    if kind == "sha256" and not run.checkpoint:
-        raise RunError(f"{run.weights[:19]}…: name the checkpoint file of this run with `--weights FILE`")
-    pretrained = {"scratch": sub.pretrained, "random": False, "pretrained": True, "sha256": run.checkpoint}[kind]
-    return dataclasses.replace(sub, pretrained=pretrained)
-
-
-def run_config(sub: Submission, spec: DatasetSpec, run: Run) -> dict:
-    """Everything that determines a run's outcome; its hash decides whether a stored run is reusable.
-
-    A run that resamples the dataset's audio names the resampler: another one gives other
-    input, so a result computed through it is another run's result.
-    """
-    resamples = spec.kind == "audio" and (sub.frontend.sample_rate or spec.sample_rate) != spec.sample_rate
-    return {"submission": sub.name, "params": with_weights(sub, run).params(), "dataset": spec.name,
-            "dataset_version": spec.version, "epochs": run.epochs, "fold": run.fold, "trial": run.trial,
-            "seed": run.seed, "weights": run.weights, "precision": run.precision, "compiled": run.compiled,
-            **({"resampler": RESAMPLER} if resamples else {})}
 
 
 def _normalizer(recipe_normalize: str, train_features: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

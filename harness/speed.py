@@ -276,7 +276,7 @@ def plain_loop_accuracy(sub: Submission, spec, fold: int, epochs: int, data_root
     """
     from harness.datasets import data_root as resolve_root
     from harness.datasets import list_clips
-    from harness.fetch import verified_folder
+    from harness.datasets import verified_folder
     from harness.runner import build_model
     from harness.seeds import seed_everything, seed_for
     from harness.training import make_optimizer, make_schedule, predict

@@ -8,7 +8,8 @@ import pytest
 
 from harness.catalog import load_catalog
 from harness.datasets import DatasetError, load_dataset
-from harness.fetch import MARKER, content_fingerprint, fetch
+from harness.datasets import MARKER
+from harness.fetch import content_fingerprint, fetch
 
 from conftest import make_digit_folder
 

@@ -14,6 +14,7 @@ from harness import runner
 from harness.catalog import load_catalog
 from harness.cli import main
 from harness.leaderboard import collect, render
+from harness.provenance import run_config
 from harness.run import Run, RunError, sha256_of, weights_for
 from harness.submission import config_hash, get_submission, load_submissions
 
@@ -59,7 +60,7 @@ def test_weights_precision_and_compile_each_change_the_path_and_the_config_hash(
     variants = [base, dataclasses.replace(base, precision="bf16"), dataclasses.replace(base, compiled=True),
                 dataclasses.replace(base, precision="bf16", compiled=True)]
     assert len({run.path(tmp_path) for run in variants}) == len(variants)
-    assert len({config_hash(runner.run_config(sub, SYNTH, run)) for run in variants}) == len(variants)
+    assert len({config_hash(run_config(sub, SYNTH, run)) for run in variants}) == len(variants)
     assert base.path(tmp_path).relative_to(tmp_path).as_posix() == "synthetic/small_cnn/e1/scratch-fp32/fold1-trial1.json"
 
 

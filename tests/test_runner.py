@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from harness import runner, training
 from harness.catalog import load_catalog
 from harness.cli import main
+from harness.provenance import run_config
 from harness.results import iter_results
 from harness.run import Run
 from harness.submission import Submission, get_submission
@@ -171,6 +172,6 @@ def test_a_run_that_resamples_names_the_resampler_in_its_config(tmp_path, tiny_c
     at_16k = Submission(frontend=__import__("harness").LogMel(16000, n_mels=16), model="resnet18", name="x")
     at_8k = Submission(frontend=__import__("harness").LogMel(8000, n_mels=16), model="resnet18", name="x")
     run = Run("x", "tiny", 1, 1, 1)
-    assert runner.run_config(at_16k, spec, run)["resampler"] == audio.RESAMPLER
-    assert "resampler" not in runner.run_config(at_8k, spec, run)
-    assert "resampler" not in runner.run_config(at_16k, SYNTH, run)  # generated at the rate asked for
+    assert run_config(at_16k, spec, run)["resampler"] == audio.RESAMPLER
+    assert "resampler" not in run_config(at_8k, spec, run)
+    assert "resampler" not in run_config(at_16k, SYNTH, run)  # generated at the rate asked for

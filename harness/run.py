@@ -8,13 +8,13 @@ results have different identities, and so different result paths and config hash
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.fetch import sha256_file
 from harness.seeds import seed_for
 
 WEIGHTS = re.compile(r"^(scratch|random|pretrained:[\w.\-]+|sha256:[0-9a-f]{64})$")
@@ -84,14 +84,6 @@ class Run:
         return cls(**identity, checkpoint=checkpoint)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_for(model_name: str, pretrained: bool | str, checkpoint: Path | None = None,
                 random_init: bool = False) -> tuple[str, str]:
     """(weights, checkpoint path) of a submission with ``pretrained``, as ``bench run`` asked for it."""
@@ -102,7 +94,7 @@ def weights_for(model_name: str, pretrained: bool | str, checkpoint: Path | None
     if random_init:
         return "random", ""
     file = checkpoint or (Path(pretrained) if isinstance(pretrained, str) else None)
-    return (f"sha256:{sha256_of(file)}", str(file)) if file else (f"pretrained:{model_name}", "")
+    return (f"sha256:{sha256_file(file)}", str(file)) if file else (f"pretrained:{model_name}", "")
 
 
 def grid(submission: str, dataset: str, folds: list[int], trials: int, epochs: int, **identity) -> list[Run]:

@@ -15,7 +15,8 @@ from harness.catalog import load_catalog
 from harness.cli import main
 from harness.leaderboard import collect, render
 from harness.provenance import run_config
-from harness.run import Run, RunError, sha256_of, weights_for
+from harness.fetch import sha256_file
+from harness.run import Run, RunError, weights_for
 from harness.submission import config_hash, get_submission, load_submissions
 
 from conftest import runs
@@ -43,7 +44,7 @@ def test_every_identity_of_one_cell_is_its_own_result_and_its_own_row(tmp_path, 
     for extra in variants:
         out = CliRunner().invoke(main, base + extra)
         assert out.exit_code == 0 and ": 1 run, 0 already finished" in out.output, out.output
-    expected = {"random-fp32", f"ckpt-{sha256_of(a)[:12]}-fp32", f"ckpt-{sha256_of(b)[:12]}-fp32"}
+    expected = {"random-fp32", f"ckpt-{sha256_file(a)[:12]}-fp32", f"ckpt-{sha256_file(b)[:12]}-fp32"}
     assert {p.parent.name for p in (tmp_path / "results").rglob("*.json")} == expected
     for extra in variants:  # each is finished now, and only itself
         assert ": 0 run, 1 already finished" in CliRunner().invoke(main, base + extra).output
@@ -69,7 +70,7 @@ def test_weights_are_read_from_what_was_asked(tmp_path, checkpoints):
     assert weights_for("small_cnn", False) == ("scratch", "")
     assert weights_for("resnet18.tv_in1k", True) == ("pretrained:resnet18.tv_in1k", "")
     assert weights_for("resnet18.tv_in1k", True, random_init=True) == ("random", "")
-    assert weights_for("resnet18.tv_in1k", True, checkpoints[0]) == (f"sha256:{sha256_of(checkpoints[0])}",
+    assert weights_for("resnet18.tv_in1k", True, checkpoints[0]) == (f"sha256:{sha256_file(checkpoints[0])}",
                                                                       str(checkpoints[0]))
     with pytest.raises(RunError, match="--weights does not apply"):
         weights_for("small_cnn", False, checkpoints[0])

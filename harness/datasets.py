@@ -220,7 +220,7 @@ def _cached_array(path: Path, shape: tuple[int, ...], fill) -> np.ndarray:
     it waits, then maps the finished array instead of decoding the dataset a second time.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    owners.clean(path.parent)  # arrays half-written by crashed processes
+    owners.clean(path.parent, recursive=False)  # arrays half-written by crashed processes
     lock = FileLock(path.with_name(path.name + ".lock"))
     try:
         lock.acquire(timeout=0)

@@ -195,7 +195,7 @@ def fetch(spec: DatasetSpec, root: Path, from_path: Path | None = None, force: b
         if actual != recorded:
             raise DatasetError(f"{folder}: files changed since import; re-import with `bench fetch {spec.source} --force`")
         return verified_folder(spec, root), f"{spec.name} already present and verified ({actual[:12]}…)"
-    owners.clean(root)  # staging folders of fetches that crashed
+    owners.clean(root, recursive=False)  # staging folders of fetches that crashed, not every dataset's files
     extract = temp_path(root / "extract")
     extract.mkdir()
     try:

@@ -175,10 +175,11 @@ def _why(path: Path) -> str | None:
     return _legacy(path)
 
 
-def leftovers(folder: Path) -> list[Leftover]:
-    """Temporary files and folders of dead processes, and claims nobody holds, under ``folder``."""
-    candidates = sorted(p for p in folder.rglob("*") if p.name.startswith(".") or LEGACY_CACHE.search(p.name)
-                        ) if folder.is_dir() else []
+def leftovers(folder: Path, recursive: bool = True) -> list[Leftover]:
+    """Temporary files and folders of dead processes, and claims nobody holds, under ``folder``
+    (or directly in it, not ``recursive``)."""
+    entries = (folder.rglob("*") if recursive else folder.iterdir()) if folder.is_dir() else []
+    candidates = sorted(p for p in entries if p.name.startswith(".") or LEGACY_CACHE.search(p.name))
     return [Leftover(p, why, _size(p)) for p in candidates if (why := _why(p))]
 
 
@@ -193,9 +194,9 @@ def remove(leftover: Leftover) -> None:
         path.unlink(missing_ok=True)
 
 
-def clean(folder: Path) -> list[Leftover]:
+def clean(folder: Path, recursive: bool = True) -> list[Leftover]:
     """Remove what crashed processes left under ``folder``; returns what was removed."""
-    found = leftovers(folder)
+    found = leftovers(folder, recursive)
     for leftover in found:
         remove(leftover)
     return found

@@ -235,8 +235,11 @@ def doctor(obj: Context, clean: bool):
 @click.pass_obj
 def migrate(obj: Context, dry_run: bool):
     """Move results stored before runs had identities (weights, precision, compile) to their runs' paths."""
+    import functools
+
     from harness.migrate import migrate as move
 
+    @functools.cache  # each submission is built once, not once per result file
     def is_pretrained(name: str) -> bool | None:
         return bool(get_submission(name).pretrained) if name in load_submissions() else None
 

@@ -49,8 +49,8 @@ def migrated(record: dict[str, Any], run: Run, origin: str) -> dict[str, Any]:
     """The record with its run identity in it and in its config, sealed again."""
     config = {**record["config"], "weights": run.weights, "precision": run.precision, "compiled": run.compiled}
     body = {k: v for k, v in record.items() if k != "checksum"}
-    return R.seal({**body, "run": run.identity(), "config": config, "config_hash": config_hash(config),
-                   "migrated_from": origin})
+    return R.seal({**body, "schema": R.SCHEMA, "run": run.identity(), "config": config,
+                   "config_hash": config_hash(config), "migrated_from": origin})
 
 
 def migrate(root: Path, is_pretrained: Callable[[str], bool | None], dry_run: bool = False) -> list[tuple[Path, str]]:

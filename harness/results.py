@@ -18,7 +18,7 @@ from harness.catalog import PROJECT_ROOT
 from harness.faults import crash_point
 from harness.owners import temp_path
 
-SCHEMA = 1
+SCHEMA = 2  # 2: records hold their run identity (harness.run) and live at Run.path
 PACKAGES = ("torch", "torchaudio", "timm", "numpy", "scikit-learn", "soundfile")
 
 

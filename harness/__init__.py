@@ -2,12 +2,13 @@
 
 A submission imports what it needs from here: ``register_submission``, ``Submission``,
 ``Recipe`` and the front-ends. They are loaded on first use, so tools that only decode or
-fetch data (``harness.audio``, ``harness.fetch``) start without importing torch.
+fetch data (``harness.data.audio``, ``harness.data.fetch``) start without importing torch.
 """
 import importlib
 
 _EXPORTS = {"Image": "frontends", "LogMel": "frontends", "Waveform": "frontends",
-            "Recipe": "submission", "Submission": "submission", "register_submission": "submission"}
+            "Recipe": "training.submission", "Submission": "training.submission",
+            "register_submission": "training.submission"}
 __all__ = list(_EXPORTS)
 
 

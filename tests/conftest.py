@@ -30,7 +30,7 @@ def isolated_registry():
     """Submissions a test registers (broken examples) disappear after it."""
     import sys
 
-    from harness.submission import SUBMISSIONS, load_submissions
+    from harness.training.submission import SUBMISSIONS, load_submissions
 
     load_submissions()
     items, modules = dict(SUBMISSIONS._items), set(sys.modules)
@@ -95,8 +95,8 @@ def tiny_catalog(tmp_path):
 
 
 def runs(submission: str, dataset: str = "synthetic", folds=(1, 2), trials: int = 1, epochs: int = 1, **identity):
-    """The runs of one grid cell (``harness.run.grid``) with folds given as a tuple."""
-    from harness.run import grid
+    """The runs of one grid cell (``harness.runs.run.grid``) with folds given as a tuple."""
+    from harness.runs.run import grid
 
     return grid(submission, dataset, list(folds), trials, epochs, **identity)
 

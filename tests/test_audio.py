@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from harness import audio
-from harness.datasets import DatasetError
+from harness.data import audio
+from harness.data.datasets import DatasetError
 
 from conftest import memory_ceiling, with_header_rate
 
@@ -84,5 +84,5 @@ def test_fetching_and_decoding_start_without_importing_torch():
     import subprocess
     import sys
 
-    code = "import sys, harness.cli, harness.fetch, harness.audio, harness.doctor; print('torch' in sys.modules)"
+    code = "import sys, harness.cli.commands, harness.data.fetch, harness.data.audio, harness.cli.doctor; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

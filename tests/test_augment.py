@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness import augment as A
-from harness.audio import fit_length
-from harness.frontends import LogMel, TrimmedMel
+from harness.frontends import augment as A
+from harness.data.audio import fit_length
+from harness.frontends.features import LogMel, TrimmedMel
 
 
 def gen(seed=0):

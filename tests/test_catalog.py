@@ -1,6 +1,6 @@
 import pytest
 
-from harness.catalog import CatalogError, load_catalog, parse_spec
+from harness.data.catalog import CatalogError, load_catalog, parse_spec
 
 BASE = {"version": "1", "kind": "audio", "num_classes": 2, "class_names": ["a", "b"],
         "metadata": {"format": "folders"}, "folds": {"protocol": "stratified", "k": 5}}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.catalog import DEFAULT_CATALOG
+from harness.data.catalog import DEFAULT_CATALOG
 
 from conftest import TINY_CATALOG, make_digit_folder
 
@@ -27,7 +27,7 @@ def bench(home: Path, *args: str, crash: str | None = None) -> subprocess.Comple
     env.pop("BENCH_CRASH_AT", None)
     if crash:
         env["BENCH_CRASH_AT"] = crash
-    return subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", *args], env=env,
+    return subprocess.run([sys.executable, "-c", "from harness.cli.commands import main; main()", *args], env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -1,8 +1,8 @@
 """Settings are checked when they are made: a typo fails at construction and says what was meant."""
 import pytest
 
-from harness.frontends import LogMel, TrimmedMel, Waveform
-from harness.submission import Recipe, SubmissionError, load_submissions
+from harness.frontends.features import LogMel, TrimmedMel, Waveform
+from harness.training.submission import Recipe, SubmissionError, load_submissions
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -52,8 +52,8 @@ def test_checked_frontends_still_read_their_parameters_back():
 def test_the_cli_says_a_users_error_in_one_line_and_lets_a_bug_show_its_traceback(monkeypatch):
     from click.testing import CliRunner
 
-    from harness import runner
-    from harness.cli import main
+    from harness.runs import grid as runner
+    from harness.cli.commands import main
 
     out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--folds", "abc"])
     assert out.exit_code == 2 and "Invalid value for '--folds': 'abc': use 'all' or fold numbers" in out.output

@@ -9,16 +9,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from harness import owners, runner
-from harness import results as R
-from harness.catalog import load_catalog
-from harness.datasets import _cached_array
-from harness.run import Run
-from harness.submission import get_submission
+from harness.core import owners
+from harness.runs.grid import run_grid
+from harness.runs import store as R
+from harness.data.catalog import load_catalog
+from harness.data.datasets import _cached_array
+from harness.runs.run import Run
+from harness.training.submission import get_submission
 
 from conftest import runs
 
@@ -59,13 +59,13 @@ def test_a_claimed_run_is_left_to_its_owner_and_freed_when_the_owner_dies(tmp_pa
     holder.start()
     assert ready.wait(10)
     assert owners.claim(result) == f"pid {holder.pid} on {owners._host()}"
-    report = runner.run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn"), torch.device("cpu"), tmp_path / "results")
+    report = run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn"), torch.device("cpu"), tmp_path / "results")
     assert [p for p, _ in report.busy] == [result] and not result.exists() and len(report.done) == 1
     assert owners.leftovers(result.parent) == []  # a held claim is not a leftover
     os.kill(holder.pid, signal.SIGKILL)
     holder.join()
     assert [x.path for x in owners.leftovers(result.parent)] == [owners.claim_path(result)]
-    report = runner.run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn"), torch.device("cpu"), tmp_path / "results")
+    report = run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn"), torch.device("cpu"), tmp_path / "results")
     assert report.done == [result] and len(report.skipped) == 1 and not report.busy
     assert sorted(p.name for p in result.parent.iterdir()) == ["fold1-trial1.json", "fold2-trial1.json"]
 
@@ -99,7 +99,7 @@ def test_result_files_get_the_umasks_permissions(tmp_path, umask, mode):
 
 @pytest.mark.slow
 def test_two_bench_runs_started_at_once_train_each_run_once(tmp_path):
-    cmd = [sys.executable, "-c", "from harness.cli import main; main()", "run", "-s", "small_cnn",
+    cmd = [sys.executable, "-c", "from harness.cli.commands import main; main()", "run", "-s", "small_cnn",
            "--folds", "1,2,3,4", "--epochs", "1", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]

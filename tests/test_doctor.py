@@ -3,12 +3,12 @@ import multiprocessing
 
 from click.testing import CliRunner
 
-from harness import owners
-from harness import results as R
-from harness.cli import main
-from harness.fetch import fetch
-from harness.catalog import load_catalog
-from harness.run import Run
+from harness.core import owners
+from harness.runs import store as R
+from harness.cli.commands import main
+from harness.data.fetch import fetch
+from harness.data.catalog import load_catalog
+from harness.runs.run import Run
 
 from conftest import make_digit_folder
 

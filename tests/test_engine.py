@@ -5,10 +5,11 @@ The CUDA tests run only where torch sees a GPU; CI has none, so they are skipped
 import pytest
 import torch
 
-from harness import runner, training
-from harness.catalog import load_catalog
-from harness.run import Run
-from harness.submission import get_submission
+from harness.runs import execute as runner
+from harness.training import features
+from harness.data.catalog import load_catalog
+from harness.runs.run import Run
+from harness.training.submission import get_submission
 
 SYNTH = load_catalog().get("synthetic")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -17,7 +18,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 @pytest.mark.parametrize("free_gib, streams", [(64, False), (1, True)])
 def test_features_stream_from_host_memory_only_when_they_do_not_fit(monkeypatch, capsys, free_gib, streams):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (free_gib * 2**30, 80 * 2**30))
-    home = training._feature_home(torch.device("cuda"), 4 * 2**30)
+    home = features._feature_home(torch.device("cuda"), 4 * 2**30)
     assert home == (torch.device("cpu") if streams else torch.device("cuda"))
     said = capsys.readouterr().out
     assert ("streaming batches from pinned host memory" in said) == streams
@@ -26,26 +27,26 @@ def test_features_stream_from_host_memory_only_when_they_do_not_fit(monkeypatch,
 
 
 def test_features_stay_on_the_cpu_device_whatever_their_size():
-    assert training._feature_home(torch.device("cpu"), 2**50) == torch.device("cpu")
+    assert features._feature_home(torch.device("cpu"), 2**50) == torch.device("cpu")
 
 
 @cuda
 def test_cuda_run_trains_in_bf16_and_records_it():
     record = runner.run_one(get_submission("small_cnn"), SYNTH, Run("small_cnn", "synthetic", 1, 1, 1, precision="bf16"),
                             torch.device("cuda"))
-    assert record["precision"] == "bf16" and record["device"] == "cuda" and record["status"] == "ok"
+    assert record.run.precision == "bf16" and record.device == "cuda"
 
 
 @cuda
 def test_cuda_run_streams_features_it_is_told_do_not_fit(monkeypatch, capsys):
-    monkeypatch.setattr(training, "DEVICE_MEMORY_SHARE", 0.0)
+    monkeypatch.setattr(features, "DEVICE_MEMORY_SHARE", 0.0)
     record = runner.run_one(get_submission("small_cnn"), SYNTH, Run("small_cnn", "synthetic", 1, 1, 1), torch.device("cuda"))
     assert "streaming batches from pinned host memory" in capsys.readouterr().out
-    assert record["metrics"]["accuracy"] >= 0.0 and len(record["predictions"]) == record["n_test"]
+    assert record.accuracy >= 0.0 and len(record.predictions) == record.n_test
 
 
 @cuda
 def test_compiled_cuda_run_finishes():
     record = runner.run_one(get_submission("small_cnn"), SYNTH, Run("small_cnn", "synthetic", 1, 1, 1, compiled=True),
                             torch.device("cuda"))
-    assert record["compiled"] is True and record["status"] == "ok"
+    assert record.run.compiled and record.to_json()["compiled"] is True

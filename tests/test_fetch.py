@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from harness.catalog import load_catalog
-from harness.datasets import DatasetError, load_dataset
-from harness.datasets import MARKER
-from harness.fetch import content_fingerprint, fetch
+from harness.data.catalog import load_catalog
+from harness.data.datasets import DatasetError, load_dataset
+from harness.data.datasets import MARKER
+from harness.data.fetch import content_fingerprint, fetch
 
 from conftest import make_digit_folder
 

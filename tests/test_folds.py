@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from harness import folds as F
+from harness.data import folds as F
 
 
 def test_stratified_folds_are_complete_disjoint_and_balanced():

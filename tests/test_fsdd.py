@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from harness.catalog import load_catalog
-from harness.datasets import load_dataset
-from harness.fetch import fetch
-from harness.run import Run
-from harness.runner import run_one
-from harness.submission import get_submission
+from harness.data.catalog import load_catalog
+from harness.data.datasets import load_dataset
+from harness.data.fetch import fetch
+from harness.runs.run import Run
+from harness.runs.execute import run_one
+from harness.training.submission import get_submission
 
 from conftest import fsdd_source
 
@@ -26,4 +26,4 @@ def test_fsdd_imports_with_declared_fingerprint_and_folds(tmp_path):
     assert sorted(set(speakers.y)) == list(range(6)) and digits.fold_fingerprint == speakers.fold_fingerprint
     run = run_one(get_submission("small_cnn"), catalog.get("fsdd"), Run("small_cnn", "fsdd", 2, 1, 1), torch.device("cpu"),
                   tmp_path / "data")
-    assert run["n_test"] == 600 and run["metrics"]["accuracy"] > 0.8
+    assert run.n_test == 600 and run.accuracy > 0.8

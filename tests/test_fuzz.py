@@ -8,9 +8,9 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.catalog import TOP_KEYS, CatalogError, parse_spec
-from harness.audio import decode_audio
-from harness.datasets import DatasetError, list_clips
+from harness.data.catalog import TOP_KEYS, CatalogError, parse_spec
+from harness.data.audio import decode_audio
+from harness.data.datasets import DatasetError, list_clips
 
 from conftest import memory_ceiling, with_header_rate
 

@@ -9,15 +9,17 @@ import timm
 import torch
 from click.testing import CliRunner
 
-from harness import results as R
-from harness import runner
-from harness.catalog import load_catalog
-from harness.cli import main
-from harness.leaderboard import collect, render
-from harness.provenance import run_config
-from harness.fetch import sha256_file
-from harness.run import Run, RunError, weights_for
-from harness.submission import config_hash, get_submission, load_submissions
+from harness.runs import store as R
+from harness.runs.grid import run_grid
+from harness.data.catalog import load_catalog
+from harness.cli.commands import main
+from harness.board.aggregate import aggregate
+from harness.board.leaderboard import collect, render
+from harness.runs.provenance import run_config
+from harness.data.fetch import sha256_file
+from harness.runs.run import Run, RunError, weights_for
+from harness.runs.provenance import config_hash
+from harness.training.submission import get_submission, load_submissions
 
 from conftest import runs
 
@@ -49,7 +51,7 @@ def test_every_identity_of_one_cell_is_its_own_result_and_its_own_row(tmp_path, 
     for extra in variants:  # each is finished now, and only itself
         assert ": 0 run, 1 already finished" in CliRunner().invoke(main, base + extra).output
     ranked, excluded = collect(tmp_path / "results", load_submissions(), load_catalog())
-    assert not excluded and len(ranked[("synthetic", 1)]) == 3
+    assert not excluded and len(aggregate(ranked)[("synthetic", 1)]) == 3
     text, _ = render(tmp_path / "results", load_submissions(), load_catalog())
     rows = [line for line in text.splitlines() if line.startswith("|") and "lecture_resnet18_frozen (" in line]
     assert len(rows) == 6  # three ranked rows, three per-fold rows
@@ -94,7 +96,7 @@ def as_legacy(record: dict) -> dict:
 
 def test_migrate_moves_legacy_results_and_the_board_ranks_them_as_before(tmp_path):
     results = tmp_path / "results"
-    report = runner.run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn", folds=(1, 2)), torch.device("cpu"),
+    report = run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn", folds=(1, 2)), torch.device("cpu"),
                              results)
     before, _ = render(results, load_submissions(), load_catalog())
     for path in report.done:
@@ -114,7 +116,7 @@ def test_migrate_moves_legacy_results_and_the_board_ranks_them_as_before(tmp_pat
 
 def test_migrate_never_writes_over_a_result_and_says_what_it_left(tmp_path):
     results = tmp_path / "results"
-    done = runner.run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn", folds=(1,)), torch.device("cpu"),
+    done = run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn", folds=(1,)), torch.device("cpu"),
                            results).done[0]
     legacy = results / "synthetic" / "small_cnn" / "e1" / done.name
     R.write_json_atomic(legacy, as_legacy(json.loads(done.read_text())))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from harness.metrics import classification_metrics
+from harness.training.metrics import classification_metrics
 
 
 def test_metrics_match_hand_computed_values():

@@ -8,8 +8,8 @@ import pytest
 import timm
 import torch
 
-from harness.runner import WeightsUnavailable, build_model
-from harness.submission import get_submission
+from harness.runs.execute import WeightsUnavailable, build_model
+from harness.training.submission import get_submission
 
 
 @pytest.fixture(scope="module")

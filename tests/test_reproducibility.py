@@ -1,19 +1,21 @@
 """bench check on broken plug-ins, reproducibility locks, verify --result, provenance guards, rules."""
-import dataclasses
 import json
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from harness import locks, runner
-from harness import results as R
-from harness.catalog import load_catalog
-from harness.check import check_submission
-from harness.cli import main
-from harness.leaderboard import collect
-from harness.run import Run
-from harness.submission import get_submission, load_submission_file, load_submissions
+from harness.runs import locks
+from harness.runs import execute as runner
+from harness.runs.grid import run_grid
+from harness.runs import store as R
+from harness.data.catalog import load_catalog
+from harness.runs.check import check_submission
+from harness.cli.commands import main
+from harness.board.aggregate import aggregate
+from harness.board.leaderboard import collect
+from harness.runs.run import Run
+from harness.training.submission import get_submission, load_submission_file, load_submissions
 
 from conftest import runs
 
@@ -49,7 +51,7 @@ def broken(tmp_path, name, forward=GOOD_FORWARD, model="Model"):
 
 
 @pytest.mark.parametrize("name, forward, model, step, message", [
-    ("no_model", GOOD_FORWARD, "None", "model", "must define a model factory"),
+    ("no_model", GOOD_FORWARD, "None", "loads", "Submission(model=None): a timm model name or a callable"),
     ("wrong_shape", GOOD_FORWARD, "lambda num_classes: Model(num_classes, outputs=3)", "model output shape",
      "model returns shape (4, 3) for a batch of 4, expected (4, 6)"),
     ("nan_loss", GOOD_FORWARD + " * float('nan')", "Model", "forward and backward", "the loss or a gradient is not finite"),
@@ -95,7 +97,7 @@ def test_every_submission_has_a_committed_lock():
 
 
 def test_verify_result_reruns_a_stored_run_exactly(tmp_path):
-    report = runner.run_grid(get_submission("small_cnn"), load_catalog().get("synthetic"), runs("small_cnn", folds=(2,)),
+    report = run_grid(get_submission("small_cnn"), load_catalog().get("synthetic"), runs("small_cnn", folds=(2,)),
                              torch.device("cpu"), tmp_path / "results")
     out = CliRunner().invoke(main, ["verify", "--result", str(report.done[0])])
     assert out.exit_code == 0, out.output
@@ -107,7 +109,7 @@ def test_verify_result_reruns_a_stored_run_exactly(tmp_path):
 
 @pytest.fixture
 def stored(tmp_path):
-    report = runner.run_grid(get_submission("small_cnn"), load_catalog().get("synthetic"), runs("small_cnn", folds=(1,)),
+    report = run_grid(get_submission("small_cnn"), load_catalog().get("synthetic"), runs("small_cnn", folds=(1,)),
                              torch.device("cpu"), tmp_path / "results")
     return report.done[0]
 
@@ -119,7 +121,7 @@ def reasons(tmp_path, fingerprints=None):
 
 def test_current_result_is_ranked(tmp_path, stored):
     ranked, _ = collect(tmp_path / "results", load_submissions(), load_catalog())
-    assert len(ranked[("synthetic", 1)]) == 1
+    assert len(ranked) == 1 and len(aggregate(ranked)[("synthetic", 1)]) == 1
 
 
 @pytest.mark.parametrize("field, value, why", [
@@ -171,7 +173,7 @@ def test_the_test_fold_never_reaches_training(tmp_path, monkeypatch):
 
 
 def test_random_init_runs_of_pretrained_submissions_are_ranked_and_marked(tmp_path):
-    runner.run_grid(get_submission("lecture_resnet18_frozen"), load_catalog().get("synthetic"),
+    run_grid(get_submission("lecture_resnet18_frozen"), load_catalog().get("synthetic"),
                     runs("lecture_resnet18_frozen", folds=(1,), weights="random"), torch.device("cpu"), tmp_path / "results")
     ranked, excluded = collect(tmp_path / "results", load_submissions(), load_catalog())
-    assert [r.record["pretrained"] for r in ranked[("synthetic", 1)]] == [False], excluded
+    assert [r.pretrained for r in ranked] == [False], excluded

@@ -16,15 +16,16 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from harness import results as R
-from harness import runner
-from harness.catalog import load_catalog
-from harness.cli import main
-from harness.datasets import DatasetError, load_dataset
-from harness.fetch import fetch, safe_extract
-from harness.leaderboard import collect
-from harness.run import Run
-from harness.submission import SubmissionError, get_submission, load_submission_file, load_submissions
+from harness.runs import store as R
+from harness.runs import execute as runner
+from harness.runs import grid as scheduling
+from harness.data.catalog import load_catalog
+from harness.cli.commands import main
+from harness.data.datasets import DatasetError, load_dataset
+from harness.data.fetch import fetch, safe_extract
+from harness.board.leaderboard import collect
+from harness.runs.run import Run
+from harness.training.submission import SubmissionError, get_submission, load_submission_file, load_submissions
 
 from conftest import make_digit_folder, runs, write_wav
 
@@ -93,7 +94,7 @@ def test_skip_bad_records_left_out_files_in_results_and_leaderboard(tmp_path, ti
     assert clean.fold_fingerprint == ds.fold_fingerprint
     record = runner.run_one(get_submission("small_cnn"), spec, Run("small_cnn", "tiny", 1, 1, 1), torch.device("cpu"),
                             tmp_path / "data")
-    assert record["excluded_files"] == ["0_anna_3.wav"]
+    assert record.excluded_files == ["0_anna_3.wav"]
 
 
 def test_skip_bad_changes_the_fold_fingerprint(tmp_path, tiny_catalog):
@@ -239,7 +240,7 @@ def test_http_error_is_reported_and_nothing_kept(tmp_path, tiny_catalog):
 
 def run_grid(results, sub=None, folds=(1, 2)):
     sub = sub or get_submission("small_cnn")
-    return runner.run_grid(sub, SYNTH, runs(sub.name, folds=folds), torch.device("cpu"), results)
+    return scheduling.run_grid(sub, SYNTH, runs(sub.name, folds=folds), torch.device("cpu"), results)
 
 
 def test_sigterm_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
@@ -252,7 +253,7 @@ def test_sigterm_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(runner, "run_one", terminated)
-    with pytest.raises(runner.GridInterrupted, match="SIGTERM"):
+    with pytest.raises(scheduling.GridInterrupted, match="SIGTERM"):
         run_grid(results)
     assert [p.name for p in (results / "synthetic" / "small_cnn" / "e1" / "scratch-fp32").iterdir()] == ["fold1-trial1.json"]
     assert signal.getsignal(signal.SIGTERM) is not None
@@ -372,4 +373,4 @@ def test_result_without_provenance_is_refused(tmp_path):
     path = Run("small_cnn", "synthetic", 1, 3, 1).path(tmp_path / "results")
     R.write_json_atomic(path, R.seal({"status": "ok", "submission": "small_cnn", "dataset": "synthetic", "epochs": 1}))
     _, excluded = collect(tmp_path / "results", load_submissions(), load_catalog())
-    assert (path, "stale: no provenance (config_hash missing)") in excluded
+    assert any(p == path and why.startswith("no provenance (missing config, config_hash,") for p, why in excluded)

@@ -5,13 +5,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from harness import runner, training
-from harness.catalog import load_catalog
-from harness.cli import main
-from harness.provenance import run_config
-from harness.results import iter_results
-from harness.run import Run
-from harness.submission import Submission, get_submission
+from harness.runs import execute as runner
+from harness.runs.grid import run_grid
+from harness.core.errors import HarnessError
+from harness.training import device, loop
+from harness.data.catalog import load_catalog
+from harness.cli.commands import main
+from harness.runs.provenance import run_config
+from harness.runs.store import iter_results
+from harness.runs.run import Run
+from harness.training.submission import Submission, get_submission
 
 from conftest import runs
 
@@ -19,7 +22,7 @@ SYNTH = load_catalog().get("synthetic")
 
 
 def grid(results, folds=(1, 2), epochs=1):
-    return runner.run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn", folds=folds, epochs=epochs),
+    return run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn", folds=folds, epochs=epochs),
                            torch.device("cpu"), results)
 
 
@@ -80,7 +83,7 @@ def test_changed_config_is_not_skipped(tmp_path):
     results = tmp_path / "results"
     grid(results, folds=(1,))
     sub = get_submission("small_cnn").with_recipe(lr=1e-4)
-    report = runner.run_grid(sub, SYNTH, runs("small_cnn", folds=(1,)), torch.device("cpu"), results)
+    report = run_grid(sub, SYNTH, runs("small_cnn", folds=(1,)), torch.device("cpu"), results)
     assert len(report.done) == 1 and not report.skipped
 
 
@@ -88,7 +91,7 @@ def test_same_seed_gives_identical_predictions_on_cpu():
     sub = get_submission("small_cnn")
     a = runner.run_one(sub, SYNTH, Run("small_cnn", "synthetic", 2, 3, 1), torch.device("cpu"))
     b = runner.run_one(sub, SYNTH, Run("small_cnn", "synthetic", 2, 3, 1), torch.device("cpu"))
-    assert a["predictions"] == b["predictions"] and a["curves"][-1]["train_loss"] == b["curves"][-1]["train_loss"]
+    assert a.predictions == b.predictions and a.curves[-1]["train_loss"] == b.curves[-1]["train_loss"]
 
 
 def test_failed_run_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
@@ -121,27 +124,27 @@ def test_precision_is_recorded_and_each_is_deterministic_on_cpu(precision):
     sub, run = get_submission("small_cnn"), Run("small_cnn", "synthetic", 1, 3, 1, precision=precision)
     a = runner.run_one(sub, SYNTH, run, torch.device("cpu"))
     b = runner.run_one(sub, SYNTH, run, torch.device("cpu"))
-    assert a["precision"] == precision and a["predictions"] == b["predictions"]
-    assert a["curves"][-1]["train_loss"] == b["curves"][-1]["train_loss"]
+    assert a.run.precision == precision and a.to_json()["precision"] == precision and a.predictions == b.predictions
+    assert a.curves[-1]["train_loss"] == b.curves[-1]["train_loss"]
 
 
 def test_auto_precision_is_fp32_on_every_cpu_and_bf16_only_on_request(monkeypatch):
     cpu = torch.device("cpu")
-    assert training.resolve_precision("auto", cpu) == "fp32"
-    assert training.resolve_precision("bf16", cpu) == "bf16" and training.resolve_precision("fp32", cpu) == "fp32"
+    assert device.resolve_precision("auto", cpu) == "fp32"
+    assert device.resolve_precision("bf16", cpu) == "bf16" and device.resolve_precision("fp32", cpu) == "fp32"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert training.resolve_precision("auto", torch.device("cuda")) == "bf16"
-    with pytest.raises(ValueError, match="unknown precision 'fp16'; use one of auto, bf16, fp32"):
-        training.resolve_precision("fp16", cpu)
+    assert device.resolve_precision("auto", torch.device("cuda")) == "bf16"
+    with pytest.raises(HarnessError, match="unknown precision 'fp16'; use one of auto, bf16, fp32"):
+        device.resolve_precision("fp16", cpu)
 
 
 def test_a_nan_loss_in_bf16_says_that_fp32_is_the_fix(monkeypatch):
-    real = training.soft_cross_entropy
-    monkeypatch.setattr(training, "soft_cross_entropy", lambda logits, target: real(logits, target) * float("nan"))
+    real = loop.soft_cross_entropy
+    monkeypatch.setattr(loop, "soft_cross_entropy", lambda logits, target: real(logits, target) * float("nan"))
     sub = get_submission("small_cnn")
-    with pytest.raises(training.NonFiniteLossError, match=r"epoch 1 in bf16.*--precision fp32"):
+    with pytest.raises(loop.NonFiniteLossError, match=r"epoch 1 in bf16.*--precision fp32"):
         runner.run_one(sub, SYNTH, Run("small_cnn", "synthetic", 1, 1, 1, precision="bf16"), torch.device("cpu"))
-    with pytest.raises(training.NonFiniteLossError, match=r"epoch 1$"):
+    with pytest.raises(loop.NonFiniteLossError, match=r"epoch 1$"):
         runner.run_one(sub, SYNTH, Run("small_cnn", "synthetic", 1, 1, 1), torch.device("cpu"))
 
 
@@ -166,7 +169,7 @@ def test_every_commands_help_exits_cleanly(command):
 
 
 def test_a_run_that_resamples_names_the_resampler_in_its_config(tmp_path, tiny_catalog):
-    from harness import audio
+    from harness.data import audio
 
     spec = load_catalog(tiny_catalog()).get("tiny")  # 8 kHz audio
     at_16k = Submission(frontend=__import__("harness").LogMel(16000, n_mels=16), model="resnet18", name="x")

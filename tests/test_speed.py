@@ -5,12 +5,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from harness import speed
-from harness.catalog import load_catalog
-from harness.cli import main
-from harness.runner import run_grid
-from harness.submission import get_submission
-from harness.training import resolve_precision
+from harness.runs import speed
+from harness.data.catalog import load_catalog
+from harness.cli.commands import main
+from harness.runs.grid import run_grid
+from harness.training.submission import get_submission
+from harness.training.device import resolve_precision
 
 from conftest import runs
 

@@ -5,9 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from harness import training as T
-from harness.submission import get_submission
-from harness.training import Stage, TrainContext, even_mults, fit_stages, scale_epochs
+from harness.training import loop
+from harness.training import stages as T
+from harness.training.submission import get_submission
+from harness.training import Stage, TrainContext, fit_stages, scale_epochs
+from harness.training.stages import even_mults
 
 
 def test_progressive_stage_inputs_match_the_paper():
@@ -51,7 +53,7 @@ def tiny_context(epochs=3, on_epoch=lambda e, r: None) -> TrainContext:
 
 def test_each_stage_starts_from_the_previous_stages_best_checkpoint(monkeypatch):
     scripted = iter([0.2, 0.9, 0.5, 0.1, 0.1, 0.1])  # validation accuracy per epoch: best is epoch 2
-    monkeypatch.setattr(T, "predict", lambda model, x, device, precision="fp32": _scripted_logits(next(scripted), x))
+    monkeypatch.setattr(loop, "predict", lambda model, x, device, precision="fp32": _scripted_logits(next(scripted), x))
     snapshots, starts = {}, []
     ctx = tiny_context(on_epoch=lambda e, row: snapshots.setdefault(e, copy.deepcopy(ctx.model.state_dict())))
     real_run_stage = T.run_stage

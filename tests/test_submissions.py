@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from harness.catalog import load_catalog, parse_spec
-from harness.fetch import fetch
-from harness.render import render_images
-from harness.run import Run
-from harness.runner import run_one
-from harness.submission import get_submission, load_submissions
-from harness.datasets import load_dataset
+from harness.data.catalog import load_catalog, parse_spec
+from harness.data.fetch import fetch
+from harness.frontends.render import render_images
+from harness.runs.run import Run
+from harness.runs.execute import run_one
+from harness.training.submission import Published, get_submission, load_submissions
+from harness.data.datasets import load_dataset
 
 NAMES = list(load_submissions())
 
@@ -22,10 +22,9 @@ def test_submission_declares_itself(name):
     assert sub.doc, f"{sub.source_file}: {name}() needs a docstring saying what it is"
     params = json.loads(json.dumps(sub.params()))  # every hyperparameter reads back as plain data
     assert params["recipe"]["epochs"] > 0 and params["frontend"]["name"]
-    for dataset, entries in sub.published.items():
-        for entry in entries if isinstance(entries, list) else [entries]:
-            assert {"epochs", "accuracy"} <= set(entry), f"{name}: published figures need epochs and accuracy"
-            assert dataset in load_catalog(), f"{name}: published for an undeclared dataset {dataset!r}"
+    for dataset, entries in sub.published.items():  # each entry was checked as a Published when made
+        assert entries and all(isinstance(p, Published) for p in entries)
+        assert dataset in load_catalog(), f"{name}: published for an undeclared dataset {dataset!r}"
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +44,8 @@ def test_image_submission_runs_on_an_imported_image_dataset(image_dataset):
     spec, root = image_dataset
     record = run_one(get_submission("specaug_cnn_image"), spec, Run("specaug_cnn_image", spec.name, 1, 1, 1),
                      torch.device("cpu"), root)
-    assert record["status"] == "ok" and record["n_test"] == 24
-    assert record["curves"] and all(math.isfinite(row["train_loss"]) for row in record["curves"])
+    assert record.n_test == 24
+    assert record.curves and all(math.isfinite(row["train_loss"]) for row in record.curves)
 
 
 @pytest.mark.slow
@@ -54,7 +53,7 @@ def test_image_submission_runs_on_an_imported_image_dataset(image_dataset):
 def test_submission_passes_check(name):
     """bench check for every registered submission: builds, shapes, batch = items, finite loss,
     readable hyperparameters, and two identical end-to-end runs on the synthetic data (CPU)."""
-    from harness.check import check_submission
+    from harness.runs.check import check_submission
 
     failures = [f"{f.step}: {f.message}" for f in check_submission(name) if not f.ok]
     assert not failures, failures
@@ -63,8 +62,8 @@ def test_submission_passes_check(name):
 def test_check_takes_a_submission_file_as_ci_does_for_a_pull_request():
     from click.testing import CliRunner
 
-    from harness.catalog import PROJECT_ROOT
-    from harness.cli import main
+    from harness.data.catalog import PROJECT_ROOT
+    from harness.cli.commands import main
 
     out = CliRunner().invoke(main, ["check", str(PROJECT_ROOT / "submissions" / "small_cnn.py")])
     assert out.exit_code == 0 and out.output.startswith("small_cnn: OK"), out.output
@@ -73,7 +72,7 @@ def test_check_takes_a_submission_file_as_ci_does_for_a_pull_request():
 
 
 def test_the_github_workflow_runs_the_readmes_test_command_the_locks_and_bench_check():
-    from harness.catalog import PROJECT_ROOT
+    from harness.data.catalog import PROJECT_ROOT
 
     workflow = (PROJECT_ROOT / ".github" / "workflows" / "ci.yml").read_text()
     readme = (PROJECT_ROOT / "README.md").read_text()

@@ -1,0 +1,84 @@
+"""Aggregation: ranked records grouped into leaderboard entries, as pure functions of the records.
+
+A table is one (dataset, epoch budget); an entry is one submission and run variant (weights,
+precision, compile) in it, never mixed: its mean and standard deviation are over its own runs.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.runs.records import RunRecord
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of a table: the runs of one submission and variant, with their summaries."""
+
+    label: str
+    records: tuple[RunRecord, ...]
+
+    @property
+    def first(self) -> RunRecord:
+        return self.records[0]
+
+    @property
+    def submission(self) -> str:
+        return self.first.run.submission
+
+    def values(self, metric: str) -> np.ndarray:
+        """The metric in % over the entry's runs."""
+        return np.array([r.metrics[metric] for r in self.records]) * 100
+
+    def mean(self, metric: str = "accuracy") -> float:
+        return float(self.values(metric).mean())
+
+    def std(self, metric: str = "accuracy") -> float | None:
+        """Sample standard deviation (ddof = 1) over folds x trials; None for a single run."""
+        values = self.values(metric)
+        return float(values.std(ddof=1)) if len(values) > 1 else None
+
+    @property
+    def folds(self) -> list[int]:
+        return sorted({r.run.fold for r in self.records})
+
+    @property
+    def trials(self) -> list[int]:
+        return sorted({r.run.trial for r in self.records})
+
+    def fold_mean(self, fold: int) -> float | None:
+        """Accuracy in % on one test fold, averaged over trials."""
+        values = [r.accuracy * 100 for r in self.records if r.run.fold == fold]
+        return float(np.mean(values)) if values else None
+
+    def mean_curve(self) -> list[float]:
+        """Training loss per epoch averaged over the runs (over the epochs all of them have)."""
+        losses = [[row["train_loss"] for row in r.curves] for r in self.records]
+        shortest = min(map(len, losses))
+        return np.mean([loss[:shortest] for loss in losses], axis=0).tolist() if shortest else []
+
+
+Table = tuple[str, int]  # (dataset, epoch budget)
+
+
+def aggregate(records: list[RunRecord]) -> dict[Table, list[Entry]]:
+    """Every table's entries, in the order of their first records (result paths sort by submission).
+    An entry is named by its submission, with the variant where one submission has several in a table."""
+    groups: dict[Table, dict[tuple[str, str], list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        run = record.run
+        groups[(run.dataset, run.epochs)][(run.submission, run.variant)].append(record)
+    tables = {}
+    for table, by_variant in groups.items():
+        names = [name for name, _ in by_variant]
+        entries = [Entry(name if names.count(name) == 1 else f"{name} ({variant})", tuple(recs))
+                   for (name, variant), recs in by_variant.items()]
+        tables[table] = entries
+    return tables
+
+
+def ranked(entries: list[Entry]) -> list[Entry]:
+    """Best mean accuracy first; ties keep their order."""
+    return sorted(entries, key=lambda e: -e.mean())

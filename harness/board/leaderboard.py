@@ -1,0 +1,149 @@
+"""Render ``leaderboard/README.md`` from stored result files only.
+
+Each (dataset, epoch budget) gets a ranked table and a per-fold table. Only results whose
+provenance still matches the current submission and dataset are ranked; the rest are
+listed with the reason they were left out.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tabulate import tabulate
+
+from harness.board.aggregate import Entry, Table, aggregate, ranked
+from harness.board.plots import curves_svg
+from harness.core.registry import Registry
+from harness.data.catalog import DatasetSpec
+from harness.runs import store
+from harness.runs.provenance import build_submission, provenance_problem
+from harness.runs.records import FailedRecord, RecordError, RunRecord
+from harness.training.submission import Published, Submission
+
+RULES = """\
+## Rules
+
+- Every table has a fixed epoch budget; entries are compared only within it.
+- The test fold never reaches training or model selection: the harness computes test features
+  only after training, and early stopping uses a validation split carved from the training folds.
+- No test-time augmentation unless a submission declares it; such entries are marked *TTA*.
+- Ranked by mean test accuracy. **±** is the sample standard deviation (ddof = 1) over all
+  runs of the row, i.e. over folds × trials; *runs* says how many that is.
+- A result is ranked only while its submission source, config hash, dataset version and fold
+  fingerprint match the current code and data; otherwise it is listed as stale.
+- A run's identity holds its weights (from scratch, pretrained, random initialisation of a
+  pretrained model, or a checkpoint by digest), its precision and whether it was compiled: runs
+  that differ in any of them are separate entries, named `submission (variant)` where one
+  submission has several in a table, and are never averaged together.
+- *hardware* names the device and the numeric precision each run trained in (by default bf16
+  autocast on CUDA GPUs and fp32 on CPUs; bf16 on a CPU only on request).
+- *published* is the figure the seed document reports for the same dataset and budget
+  (its own protocol, hardware and code), shown for comparison, never ranked.
+"""
+
+
+def _fmt(entry: Entry, metric: str) -> str:
+    return f"{entry.mean(metric):.2f} ± {entry.std(metric) or 0.0:.2f}"
+
+
+def collect(results_root: Path, submissions: Registry, specs: Registry[DatasetSpec],
+            fold_fingerprints: dict[str, str] | None = None) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
+    """(records that may be ranked, (file, why) for every other result file under ``results_root``)."""
+    current: dict[Any, Any] = {("folds", k): v for k, v in (fold_fingerprints or {}).items()}
+    ranked: list[RunRecord] = []
+    excluded: list[tuple[Path, str]] = []
+    for path in store.result_files(results_root):
+        try:
+            record = store.load_record(path)
+        except RecordError as err:
+            excluded.append((path, str(err).removeprefix(f"{path}: ")))
+            continue
+        if isinstance(record, FailedRecord):
+            excluded.append((path, f"failed: {record.error}"))
+        elif problem := provenance_problem(record, submissions, specs, current):
+            excluded.append((path, f"stale: {problem}"))
+        else:
+            ranked.append(record)
+    return ranked, excluded
+
+
+def _published_row(name: str, sub: Submission, pub: Published) -> dict[str, Any]:
+    return {"#": "–", "submission": name, "model": sub.model_name, "front-end": sub.frontend.summary(),
+            "pretrained": "yes" if sub.pretrained else "no", "accuracy %": "not run here", "macro-F1 %": "",
+            "runs": "0", "s/run": "", "hardware": "", "published": _published_text(pub)}
+
+
+def _entry_row(rank: int, entry: Entry, pub: Published | None) -> dict[str, Any]:
+    first, recs = entry.first, entry.records
+    return {"#": rank, "submission": entry.label + (" *TTA*" if first.tta else ""), "model": first.model,
+            "front-end": first.frontend, "pretrained": "yes" if first.pretrained else "no",
+            "accuracy %": _fmt(entry, "accuracy"), "macro-F1 %": _fmt(entry, "macro_f1"),
+            "runs": f"{len(recs)} ({len(entry.folds)} folds × {len(entry.trials)} trials)"
+                    + (f", {len(first.excluded_files)} bad files left out" if first.excluded_files else ""),
+            "s/run": f"{np.mean([r.wall_time_s for r in recs]):.1f}",
+            "hardware": ", ".join(sorted({f"{r.hardware}, {r.run.precision}" for r in recs})),
+            "published": _published_text(pub)}
+
+
+COLUMNS = ["#", "submission", "model", "front-end", "pretrained", "accuracy %", "macro-F1 %", "runs", "s/run",
+           "hardware", "published"]
+
+
+def _section(dataset: str, epochs: int, entries: list[Entry], built: dict[str, Submission]) -> list[str]:
+    table = [_entry_row(rank, e, built[e.submission].published_for(dataset, epochs) if e.submission in built else None)
+             for rank, e in enumerate(ranked(entries), 1)]
+    ran = {e.submission for e in entries}
+    table += [_published_row(name, sub, pub) for name, sub in built.items()
+              if name not in ran and (pub := sub.published_for(dataset, epochs))]
+    out = [f"### {dataset}, {epochs} epochs", "",
+           tabulate([[r[c] for c in COLUMNS] for r in table], COLUMNS, tablefmt="github"), ""]
+    if entries:
+        folds = sorted({f for e in entries for f in e.folds})
+        per_fold = [[e.label, *(f"{m:.2f}" if (m := e.fold_mean(f)) is not None else "" for f in folds)]
+                    for e in entries]
+        out += ["Accuracy % per test fold (mean over trials):", "",
+                tabulate(per_fold, ["submission", *[f"fold {f}" for f in folds]], tablefmt="github"), "",
+                f"![training loss per epoch]({curve_file(dataset, epochs)})", ""]
+    return out
+
+
+def _published_text(pub: Published | None) -> str:
+    if pub is None:
+        return ""
+    text = f"{pub.accuracy:.2f}"
+    if pub.accuracy_std is not None:
+        text += f" ± {pub.accuracy_std:.2f}"
+    return text + (f" ({pub.protocol})" if pub.protocol else "")
+
+
+def curve_file(dataset: str, epochs: int) -> str:
+    return f"curves-{dataset}-e{epochs}.svg"
+
+
+def render(results_root: Path, submissions: Registry, specs: Registry[DatasetSpec],
+           fold_fingerprints: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    """The whole leaderboard as markdown, and the SVG curve files it links (name -> text)."""
+    records, excluded = collect(results_root, submissions, specs, fold_fingerprints)
+    tables = aggregate(records)
+    built = {name: sub for name in submissions if not isinstance(sub := build_submission(name), str)}  # each built once
+    sections = set(tables) | {(d, p.epochs) for sub in built.values() for d, pubs in sub.published.items() for p in pubs}
+    lines = ["# Leaderboard", "",
+             "Generated by `bench leaderboard` from the result files under `results/`; do not edit by hand.", ""]
+    for dataset in sorted({d for d, _ in sections}):
+        spec = specs.get(dataset) if dataset in specs else None
+        lines += [f"## {dataset}" + (f" (v{spec.version}, {spec.num_folds} folds)" if spec else ""), ""]
+        if spec and spec.description:
+            lines += [spec.description, ""]
+        for _, epochs in sorted(s for s in sections if s[0] == dataset):
+            lines += _section(dataset, epochs, tables.get((dataset, epochs), []), built)
+    if excluded:
+        lines += ["## Not ranked", "", tabulate([[p.relative_to(results_root).as_posix(), why] for p, why in excluded],
+                                                ["result file", "why"], tablefmt="github"), ""]
+    return "\n".join(lines + [RULES]), _figures(tables)
+
+
+def _figures(tables: dict[Table, list[Entry]]) -> dict[str, str]:
+    return {curve_file(d, e): curves_svg(f"{d}, {e} epochs: training loss, mean over runs",
+                                         {entry.label: curve for entry in entries if (curve := entry.mean_curve())})
+            for (d, e), entries in tables.items()}

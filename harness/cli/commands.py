@@ -1,0 +1,370 @@
+"""The ``bench`` command line."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from harness.cli.doctor import describe, examine
+from harness.core import owners
+from harness.core.errors import DatasetError, HarnessError
+from harness.data import fetch as fetch_mod
+from harness.data.catalog import PROJECT_ROOT, load_catalog
+from harness.data.datasets import current_fold_fingerprint, data_root, load_dataset, verified_folder
+from harness.runs.cells import Cell, read_grid_file
+from harness.runs.store import read_result, results_root
+
+USER_ERRORS = (HarnessError, FileNotFoundError)  # anything else is a bug: its traceback shows
+DEFAULT_GRID = PROJECT_ROOT / "leaderboard" / "grid.toml"
+DEVICE = click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
+                      help="auto: cuda when torch sees a GPU, else cpu.")
+PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32"]),
+                         help="auto: bf16 on CUDA GPUs, fp32 on CPUs (bf16 kernels differ between CPUs; "
+                              "ask for bf16 explicitly). Recorded in each result.")
+
+
+def get_submission(name: str):
+    from harness.training.submission import get_submission as build  # torch loads only for commands that need it
+
+    return build(name)
+
+
+def load_submissions():
+    from harness.training.submission import load_submissions as load
+
+    return load()
+
+
+class Context:
+    def __init__(self, data: str | None, results: str | None, datasets: str | None):
+        self.data_root = data_root(data)
+        self.results_root = results_root(results)
+        self.catalog = load_catalog(datasets)
+
+
+class BenchGroup(click.Group):
+    """Turns the harness's own errors into one clear line instead of a traceback."""
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit:  # --help and ctx.exit(): click's Exit is a RuntimeError
+            raise
+        except USER_ERRORS as err:
+            if getattr(err, "option", None):  # a bad option value: click's usage error, naming the option
+                raise click.BadParameter(str(err), param_hint=f"'{err.option}'") from None
+            raise click.ClickException(str(err)) from None
+
+
+@click.group(cls=BenchGroup)
+@click.option("--data-root", envvar="BENCH_DATA_ROOT", help="Dataset and cache folder [default: user cache dir].")
+@click.option("--results", envvar="BENCH_RESULTS", help="Result store [default: results/ in the project].")
+@click.option("--datasets", envvar="BENCH_DATASETS", help="Dataset catalog [default: datasets.toml].")
+@click.pass_context
+def main(ctx, data_root, results, datasets):
+    """audio-bench: train submissions over fixed folds and rank them fairly."""
+    ctx.obj = Context(data_root, results, datasets)
+
+
+@main.command("list")
+@click.pass_obj
+def list_(obj: Context):
+    """Show the datasets and submissions."""
+    from tabulate import tabulate
+
+    click.echo(tabulate([[n, s.kind, s.version, s.num_classes, f"{s.folds['protocol']} k={s.num_folds}", s.description]
+                         for n, s in ((n, obj.catalog.get(n)) for n in obj.catalog)],
+                        ["dataset", "kind", "version", "classes", "folds", "description"], tablefmt="github"))
+    click.echo()
+    rows = []
+    for name in load_submissions():
+        sub = get_submission(name)
+        published = "; ".join(f"{d} {p.epochs} ep: {p.accuracy}%" for d, ps in sub.published.items() for p in ps)
+        rows.append([name, sub.model_name, sub.frontend.summary(), sub.seed or "–", published or "–"])
+    click.echo(tabulate(rows, ["submission", "model", "front-end", "seed", "published"], tablefmt="github"))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--from", "from_path", type=click.Path(exists=True, path_type=Path),
+              help="Import a local folder or archive instead of downloading.")
+@click.option("--force", is_flag=True, help="Re-import even if the dataset is present.")
+@click.option("--skip-bad", is_flag=True, help="Leave unreadable files out (recorded) instead of stopping.")
+@click.pass_obj
+def fetch(obj: Context, name: str, from_path: Path | None, force: bool, skip_bad: bool):
+    """Download or import dataset NAME into the data root, verifying its fingerprint."""
+    spec = obj.catalog.get(name)
+    source = obj.catalog.get(spec.source) if spec.source in obj.catalog else spec
+    _, report = fetch_mod.fetch(source, obj.data_root, from_path, force, skip_bad)
+    click.echo(report)
+
+
+def _run(obj: Context, cell, device: str, workers: int = 1):
+    """Run one cell's missing runs and say what happened; returns the grid's report."""
+    from harness.runs.grid import run_grid
+    from harness.training.device import resolve_device, resolve_precision
+
+    sub, spec, dev = get_submission(cell.submission), obj.catalog.get(cell.dataset), resolve_device(device)
+    runs = cell.runs(sub.model_name, sub.pretrained, sub.recipe.epochs, spec, resolve_precision(cell.precision, dev))
+    report = run_grid(sub, spec, runs, dev, obj.results_root, obj.data_root, workers)
+    click.echo(f"{cell.submission} on {cell.dataset} ({runs[0].variant}, {runs[0].epochs} epochs): "
+               f"{len(report.done)} run, {len(report.skipped)} already finished, {len(report.failed)} failed"
+               + (f", {len(report.busy)} running in another process" if report.busy else ""))
+    for path, who in report.busy:
+        click.echo(f"  BUSY {path}: claimed by {who}; it is left to that process")
+    for path, why in report.failed:
+        click.echo(f"  FAILED {path}: {why}", err=True)
+    return report
+
+
+@main.command()
+@click.option("--submission", "-s", required=True)
+@click.option("--dataset", "-d", default="synthetic", show_default=True)
+@click.option("--folds", default="all", show_default=True, help="Comma-separated test folds, or 'all'.")
+@click.option("--trials", default=1, show_default=True)
+@click.option("--epochs", type=int, help="Epoch budget [default: the recipe's].")
+@DEVICE
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Local checkpoint for a pretrained model, instead of downloading.")
+@click.option("--random-init", is_flag=True, help="Train a pretrained-model submission from random weights.")
+@click.option("--workers", default=1, show_default=True, help="Runs at once (worker processes sharing the device).")
+@click.option("--compile", "compiled", is_flag=True, help="torch.compile the model (reused across folds).")
+@PRECISION
+@click.pass_obj
+def run(obj: Context, device: str, workers: int, **cell):
+    """Train and evaluate a submission on every (fold, trial); finished runs are skipped."""
+    if _run(obj, Cell(**cell), device, workers).failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("grid_file", default=str(DEFAULT_GRID), type=click.Path(exists=True, path_type=Path))
+@DEVICE
+@PRECISION
+@click.pass_obj
+def grid(obj: Context, grid_file: Path, device: str, precision: str):
+    """Run every missing run of the leaderboard grid whose dataset is available."""
+    failed = 0
+    for cell in read_grid_file(grid_file):
+        spec = obj.catalog.get(cell.dataset)
+        if spec.kind != "synthetic":
+            try:
+                verified_folder(spec, obj.data_root)
+            except DatasetError as err:
+                click.echo(f"SKIPPED {cell.submission} on {spec.name}: {err}", err=True)
+                continue
+        failed += len(_run(obj, dataclasses.replace(cell, precision=precision), device).failed)
+    if failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--output", type=click.Path(path_type=Path), default=PROJECT_ROOT / "leaderboard" / "README.md",
+              show_default=True)
+@click.pass_obj
+def leaderboard(obj: Context, output: Path):
+    """Render the markdown leaderboard from stored results."""
+    from harness.board.leaderboard import render
+
+    fingerprints = {n: fp for n in obj.catalog if (fp := current_fold_fingerprint(obj.catalog.get(n), obj.data_root))}
+    text, figures = render(obj.results_root, load_submissions(), obj.catalog, fingerprints)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    for old in output.parent.glob("curves-*.svg"):
+        old.unlink()
+    for name, svg in figures.items():
+        (output.parent / name).write_text(svg)
+    click.echo(f"wrote {output}")
+
+    if found := owners.leftovers(obj.results_root):
+        click.echo(f"note: {len(found)} leftover(s) of crashed processes under {obj.results_root} (not results, "
+                   f"never ranked); `bench doctor --clean` removes them")
+
+
+@main.command()
+@click.option("--clean", is_flag=True, help="Remove the leftovers of crashed processes without asking.")
+@click.pass_obj
+def doctor(obj: Context, clean: bool):
+    """Report what the data root and the result store hold, and what crashed processes left."""
+    found = examine(obj.data_root, obj.results_root)
+    click.echo("\n".join(describe(found, obj.data_root, obj.results_root)))
+    if not found.leftovers:
+        return
+    if not clean and sys.stdin.isatty():
+        clean = click.confirm("Remove these leftovers? (no live process is writing them)", default=False)
+    if clean:
+        for leftover in found.leftovers:
+            owners.remove(leftover)
+        click.echo(f"removed {len(found.leftovers)} leftover(s)")
+    else:
+        click.echo("remove them with `bench doctor --clean`")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Say what would move; change nothing.")
+@click.pass_obj
+def migrate(obj: Context, dry_run: bool):
+    """Move results stored before runs had identities (weights, precision, compile) to their runs' paths."""
+    from harness.runs.migrate import migrate as move
+
+    @functools.cache  # each submission is built once, not once per result file
+    def is_pretrained(name: str) -> bool | None:
+        return bool(get_submission(name).pretrained) if name in load_submissions() else None
+
+    outcome = move(obj.results_root, is_pretrained, dry_run)
+    for path, what in outcome:
+        click.echo(f"{path.relative_to(obj.results_root)}: {what}")
+    moved = sum(not what.startswith("left") for _, what in outcome)
+    click.echo(f"{moved} of {len(outcome)} result file(s) {'to move' if dry_run else 'moved'}")
+
+
+@main.command("render-images")
+@click.argument("dataset")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--size", default=128, show_default=True, help="Image height and width in pixels.")
+@click.pass_obj
+def render_images_cmd(obj: Context, dataset: str, out: Path, size: int):
+    """Render audio DATASET as class folders of mel-spectrogram PNGs in OUT (import with `bench fetch --from OUT`)."""
+    from harness.frontends.render import render_images
+
+    spec = obj.catalog.get(dataset)
+    if spec.kind == "image":
+        raise click.ClickException(f"{dataset} is already an image dataset")
+    count = render_images(load_dataset(spec, obj.data_root), out, size)
+    click.echo(f"wrote {count} images to {out}; import them with `bench fetch <image dataset> --from {out}`")
+
+
+def _names(name: str | None, all_: bool) -> list[str]:
+    if all_ == bool(name):
+        raise click.UsageError("name one submission or pass --all")
+    if all_:
+        return list(load_submissions())
+    return _registered_in(Path(name)) if name.endswith(".py") else [name]
+
+
+def _registered_in(path: Path) -> list[str]:
+    """The submissions a file registers (CI checks those of every file a pull request touches)."""
+    registry = load_submissions()
+    names = [n for n in registry if Path(inspect.getsourcefile(registry.get(n))).resolve() == path.resolve()]
+    if not names:
+        raise click.UsageError(f"{path} registers no submission: put it in submissions/ and decorate each "
+                               f"factory with @register_submission")
+    return names
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Check every registered submission.")
+def check(name: str | None, all_: bool):
+    """Validate submission NAME's plug-in contract on tiny synthetic data (NAME may be a submission file)."""
+    from harness.runs.check import check_submission
+
+    failed = 0
+    for sub_name in _names(name, all_):
+        findings = check_submission(sub_name)
+        bad = [f for f in findings if not f.ok]
+        failed += bool(bad)
+        click.echo(f"{sub_name}: {'FAILED' if bad else 'OK'} ({sum(f.ok for f in findings)}/{len(findings)} checks passed)")
+        for finding in bad:
+            click.echo(f"  {finding.step}: {finding.message}")
+    if failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Lock every registered submission.")
+def lock(name: str | None, all_: bool):
+    """Run NAME's smoke budget on CPU and write its reproducibility lock (locks/NAME.json)."""
+    from harness.runs.locks import lock as write_lock
+
+    for sub_name in _names(name, all_):
+        click.echo(f"locked {sub_name}: {write_lock(sub_name)}")
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Verify every registered submission's lock.")
+@click.option("--result", "result", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Instead, re-run one stored result file and compare its metrics.")
+@click.pass_obj
+def verify(obj: Context, name: str | None, all_: bool, result: Path | None):
+    """Re-run locked smoke runs (or one stored result) and compare them exactly."""
+    from harness.runs.locks import verify as verify_lock
+    from harness.runs.locks import verify_result
+
+    if result:
+        dataset = (read_result(result) or {}).get("dataset", "")
+        spec = obj.catalog.get(dataset) if dataset in obj.catalog else None
+        outcomes = [verify_result(result, obj.data_root, obj.catalog,
+                                  spec and current_fold_fingerprint(spec, obj.data_root))]
+    else:
+        outcomes = [verify_lock(n) for n in _names(name, all_)]
+    for ok, lines in outcomes:
+        click.echo("\n".join(lines))
+    failed = sum(not ok for ok, _ in outcomes)
+    click.echo(f"{len(outcomes) - failed} passed, {failed} failed")
+    if failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--workload", type=click.Choice(["all", "esc50-resnet18", "fsdd-small-cnn"]), default="all", show_default=True)
+@click.option("--steps", type=int, help="Training steps per pipeline [default: ESC-50 / FSDD: 50 / 1000 on CUDA, 2 / 200 on CPU].")
+@DEVICE
+@click.option("--workers", default=0, help="Also measure this many small-CNN runs side by side (0: skip).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures here.")
+@PRECISION
+def speed(workload: str, steps: int | None, device: str, workers: int, json_out: Path | None, precision: str):
+    """Measure the engine against a seeds-style per-item pipeline, in one process."""
+    from tabulate import tabulate
+
+    from harness.runs.provenance import hardware
+    from harness.runs.speed import WORKLOADS, measure, side_by_side
+    from harness.training.device import resolve_device
+
+    dev = resolve_device(device)
+    names = list(WORKLOADS) if workload == "all" else [workload]
+    # enough steps for a few seconds of the engine: a small CNN step takes milliseconds
+    default_steps = {"esc50-resnet18": 2, "fsdd-small-cnn": 200} if dev.type == "cpu" else \
+        {"esc50-resnet18": 50, "fsdd-small-cnn": 1000}
+    rows = [measure(WORKLOADS[n](), steps or default_steps[n], dev, precision) for n in names]
+    mem = "peak GPU GiB" if dev.type == "cuda" else "peak RSS GiB"
+    click.echo(f"device: {hardware(dev)}; reference fp32 (as the seeds ran), engine {rows[0]['engine_precision']}")
+    click.echo(tabulate([[r["workload"], r["steps"], r["batch_size"], f"{r['reference_samples_per_s']:.1f}",
+                          f"{r['engine_samples_per_s']:.1f}", f"{r['ratio']:.2f}x",
+                          f"{r['reference_peak_gib']:.2f} / {r['engine_peak_gib']:.2f}",
+                          f"{r['projected_run_s']['reference']:.0f} / {r['projected_run_s']['engine']:.0f}",
+                          f"{r['projected_grid_s']['reference'] / 60:.1f} / {r['projected_grid_s']['engine'] / 60:.1f}"]
+                         for r in rows],
+                        ["workload", "steps", "batch", "reference samples/s", "engine samples/s", "engine/reference",
+                         f"{mem} (ref / engine)", "one run s (ref / engine)", "grid min (ref / engine)"],
+                        tablefmt="github"))
+    click.echo("one run: " + "; ".join(f"{r['workload']} = {r['run']}, grid = {r['grid_runs']} runs" for r in rows))
+    figures = {"device": hardware(dev), "workloads": rows}
+    if workers > 1:
+        par = side_by_side("fsdd-small-cnn", steps or default_steps["fsdd-small-cnn"], dev, workers, precision)
+        figures["side_by_side"] = par
+        click.echo(f"side by side: {workers} small-CNN runs at once give {par['aggregate_samples_per_s']:.1f} samples/s "
+                   f"in aggregate vs {par['one_run_samples_per_s']:.1f} for one run alone ({par['gain']:.2f}x)")
+    if json_out:
+        json_out.write_text(json.dumps(figures, indent=1))
+
+
+@main.command("speed-accuracy")
+@click.option("--submission", "-s", default="small_cnn", show_default=True)
+@click.option("--dataset", "-d", default="fsdd", show_default=True)
+@click.option("--epochs", type=int, help="Epoch budget [default: the recipe's].")
+@click.pass_obj
+def speed_accuracy(obj: Context, submission: str, dataset: str, epochs: int | None):
+    """Check the engine changes no accuracy: its stored runs against the plain loop on every fold (CPU)."""
+    from harness.runs.reference import engine_vs_plain_loop
+
+    sub = get_submission(submission)
+    for line in engine_vs_plain_loop(sub, obj.catalog.get(dataset), epochs or sub.recipe.epochs, obj.results_root,
+                                     obj.data_root):
+        click.echo(line)

@@ -1,0 +1,72 @@
+"""``bench doctor``: what a data root and a result store hold, and what crashed processes left.
+
+It lists the imported datasets, the decode caches and their sizes, the leftovers of processes
+that died (``harness.core.owners``: half-written cache arrays, result temporaries, import staging
+folders, claims of runs nobody works on any more) and result files that fail their checksum.
+Leftovers can be removed; results never are: a damaged one is redone by its grid's next run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.core import owners
+from harness.runs.records import is_sealed
+from harness.runs.store import iter_results
+from harness.data.datasets import MARKER
+
+
+@dataclass
+class Checkup:
+    datasets: list[tuple[str, int, int, str]] = field(default_factory=list)  # name, files, bytes, fingerprint
+    caches: list[tuple[str, int]] = field(default_factory=list)               # file name, bytes
+    partial_downloads: list[tuple[str, int]] = field(default_factory=list)
+    leftovers: list[owners.Leftover] = field(default_factory=list)
+    damaged: list[tuple[Path, str]] = field(default_factory=list)             # result file, why
+
+
+def _files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
+
+
+def examine(data_root: Path, results_root: Path) -> Checkup:
+    """Look through both folders; changes nothing."""
+    found = Checkup()
+    if data_root.is_dir():
+        for folder in sorted(p for p in data_root.iterdir() if (p / MARKER).is_file()):
+            files = [p for p in _files(folder) if not p.name.startswith(".")]
+            found.datasets.append((folder.name, len(files), sum(p.stat().st_size for p in files),
+                                   (folder / MARKER).read_text().strip()))
+        found.caches = [(p.name, p.stat().st_size) for p in sorted((data_root / "cache").glob("*.npy"))]
+        found.partial_downloads = [(p.name, p.stat().st_size) for p in sorted((data_root / "downloads").glob("*.part"))]
+        found.leftovers += owners.leftovers(data_root)
+    found.leftovers += owners.leftovers(results_root)
+    for path, record in iter_results(results_root):
+        if record is None:
+            found.damaged.append((path, "unreadable or not JSON"))
+        elif not is_sealed(record):
+            found.damaged.append((path, "checksum mismatch: edited by hand or damaged"))
+    return found
+
+
+def size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+def describe(found: Checkup, data_root: Path, results_root: Path) -> list[str]:
+    """The checkup in plain lines, one section per kind of thing found."""
+    lines = [f"data root {data_root}:"]
+    lines += [f"  dataset {name}: {count} files, {size(nbytes)}, fingerprint {fp[:12]}…"
+              for name, count, nbytes, fp in found.datasets] or ["  no imported datasets"]
+    total = sum(n for _, n in found.caches)
+    lines.append(f"  decode cache: {len(found.caches)} array(s), {size(total)}")
+    lines += [f"  partial download {name} ({size(n)}): `bench fetch` resumes it" for name, n in found.partial_downloads]
+    lines.append(f"results {results_root}: {len(found.damaged)} damaged result file(s)")
+    lines += [f"  {path}: {why}; the next run of its grid redoes it" for path, why in found.damaged]
+    lines.append(f"leftovers of crashed processes: {len(found.leftovers)} ({size(sum(x.size for x in found.leftovers))})")
+    lines += [f"  {x.path}: {x.why}" for x in found.leftovers]
+    return lines

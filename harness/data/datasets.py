@@ -1,0 +1,288 @@
+"""Datasets: list a dataset's clips from its metadata, decode them once, cache the arrays.
+
+``load_dataset`` is the one entry point for training code. It returns every clip as one
+fixed-size float32 array (memory-mapped from the cache), with labels, test folds and the
+split's fingerprint; after the first call no audio file is read again.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+from filelock import FileLock, Timeout
+
+from harness.data import folds as F
+from harness.core import owners
+from harness.data import synthetic
+from harness.data.audio import RESAMPLER, decode_audio
+from harness.data.catalog import DatasetSpec
+from harness.core.errors import DatasetError
+from harness.core.faults import crash_point
+
+IMAGE_SUFFIXES = {".png"}
+
+
+def data_root(override: str | Path | None = None) -> Path:
+    """Where datasets and caches live: the argument, ``$BENCH_DATA_ROOT``, or the user cache dir."""
+    root = override or os.environ.get("BENCH_DATA_ROOT") or platformdirs.user_cache_dir("audio-bench")
+    return Path(root).expanduser()
+
+
+@dataclass(frozen=True)
+class ClipTable:
+    """A dataset's clips before decoding: ids, files (relative to the dataset folder), labels, folds."""
+
+    ids: list[str]
+    files: list[str]
+    labels: np.ndarray
+    folds: np.ndarray
+    class_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Decoded clips ready for training: ``x`` is (N, samples) audio or (N, H, W) images."""
+
+    spec: DatasetSpec
+    x: np.ndarray
+    y: np.ndarray
+    folds: np.ndarray
+    ids: list[str]
+    class_names: tuple[str, ...]
+    sample_rate: int
+    fold_fingerprint: str
+    excluded: tuple[str, ...] = ()
+
+
+# --- listing clips -----------------------------------------------------------------------
+
+def _label_index(spec: DatasetSpec, names: tuple[str, ...], value: str, where: str) -> int:
+    if value in names:
+        return names.index(value)
+    if value.isdigit() and not any(n.isdigit() for n in names) and int(value) < len(names):
+        return int(value)
+    raise DatasetError(f"{where}: unknown label {value!r}; {spec.name} declares {', '.join(names)}")
+
+
+def _assign_folds(spec: DatasetSpec, labels: np.ndarray, fields: list[dict[str, str]], where: str) -> np.ndarray:
+    protocol, k = spec.folds["protocol"], spec.num_folds
+    try:
+        if protocol == "official":
+            return F.official_folds([int(f[spec.metadata["fold"]]) for f in fields], k)
+        if protocol == "by_index":
+            return F.by_index_folds([int(f[spec.folds["field"]]) for f in fields], spec.folds["size"], k)
+        if protocol == "holdout":
+            return F.holdout_folds(labels, spec.folds.get("test_fraction", 0.1), spec.folds.get("seed", 0))
+        return F.stratified_folds(labels, k, spec.folds.get("seed", 0))
+    except (F.FoldError, ValueError, KeyError, TypeError) as err:
+        raise DatasetError(f"{where}: cannot assign folds ({err})") from None
+
+
+def _csv_rows(spec: DatasetSpec, folder: Path) -> list[dict[str, str]]:
+    meta = folder / spec.metadata["path"]
+    if not meta.is_file():
+        raise DatasetError(f"{meta}: metadata file not found; run `bench fetch {spec.source}`")
+    try:
+        with open(meta, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise DatasetError(f"{meta}: not a readable CSV file ({err})") from None
+    for line, row in enumerate(rows, start=2):
+        if None in row.values() or None in row:
+            raise DatasetError(f"{meta}: row {line} has {'missing' if None in row.values() else 'extra'} cells")
+    where = spec.metadata.get("where", {})
+    # a filter value may be one value or a list of accepted values
+    return [r for r in rows if all(r.get(col) in (val if isinstance(val, list) else [val]) for col, val in where.items())]
+
+
+EXCLUDED = ".excluded.tsv"  # files left out by `bench fetch --skip-bad`, with their reasons
+MARKER = ".fingerprint"  # written into a dataset folder once its import is verified
+
+
+def verified_folder(spec: DatasetSpec, root: Path) -> Path:
+    """The dataset's folder, if it was imported and verified against the declared fingerprint."""
+    folder = root / spec.source
+    marker = folder / MARKER
+    if not marker.is_file():
+        raise DatasetError(
+            f"dataset {spec.name!r} is not in the data root {root}. "
+            f"Run `bench fetch {spec.source}` (or `bench fetch {spec.source} --from PATH` for a local copy)."
+        )
+    recorded = marker.read_text().strip()
+    if spec.fingerprint and recorded != spec.fingerprint:
+        raise DatasetError(
+            f"{folder}: content fingerprint {recorded[:12]}… does not match the declared "
+            f"{spec.fingerprint[:12]}… of {spec.name!r}. Re-import it with `bench fetch {spec.source} --force`."
+        )
+    return folder
+
+
+def excluded_files(folder: Path) -> dict[str, str]:
+    """The files an import left out (relative path -> reason); empty for a clean import."""
+    path = folder / EXCLUDED
+    if not path.is_file():
+        return {}
+    return dict(line.split("\t", 1) for line in path.read_text().splitlines() if "\t" in line)
+
+
+def _check_duplicates(files: list[str], where: str) -> None:
+    seen: dict[str, int] = {}
+    for row, name in enumerate(files, start=2):  # row 1 is the header
+        if name in seen:
+            raise DatasetError(f"{where}: duplicate rows for {name!r} (rows {seen[name]} and {row}); keep one")
+        seen[name] = row
+
+
+def list_clips(spec: DatasetSpec, folder: Path, skip: set[str] | None = None) -> ClipTable:
+    """Read the metadata of a dataset folder into a ``ClipTable`` (no audio is decoded).
+
+    Files in ``skip`` (default: those an import excluded) are left out of the table.
+    """
+    skip = set(excluded_files(folder)) if skip is None else skip
+    fmt = spec.metadata["format"]
+    names = spec.class_names
+    if fmt == "csv":
+        rows = _csv_rows(spec, folder)
+        where = str(folder / spec.metadata["path"])
+        try:
+            files = [spec.metadata["audio"].format(**r) for r in rows]
+        except KeyError as err:
+            raise DatasetError(f"{where}: no column {err} (needed by metadata.audio)") from None
+        _check_duplicates(files, where)
+        rows = [r for r, f in zip(rows, files) if f not in skip]
+        files = [f for f in files if f not in skip]
+        labels = [_label_index(spec, names, r[spec.metadata["label"]], where) for r in rows]
+        fields = rows
+    elif fmt == "filename":
+        pattern = re.compile(spec.metadata["pattern"])
+        files = sorted(p.name for p in folder.iterdir() if pattern.match(p.name) and p.name not in skip)
+        fields = [pattern.match(f).groupdict() for f in files]
+        labels = [_label_index(spec, names, fld[spec.metadata["label"]], str(folder / name))
+                  for name, fld in zip(files, fields)]
+    else:  # folders: one sub-folder of images per class
+        names = names or tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
+        files = [f"{c}/{p.name}" for c in names for p in sorted((folder / c).glob("*"))
+                 if p.suffix.lower() in IMAGE_SUFFIXES and f"{c}/{p.name}" not in skip]
+        labels = [names.index(f.split("/")[0]) for f in files]
+        fields = [{} for _ in files]
+    if not files:
+        raise DatasetError(f"{folder}: no clips found for {spec.name}; run `bench fetch {spec.source}`")
+    if len(names) != spec.num_classes:
+        raise DatasetError(f"{folder}: found {len(names)} classes, {spec.name} declares {spec.num_classes}")
+    labels = np.asarray(labels, dtype=np.int64)
+    folds = _assign_folds(spec, labels, fields, str(folder))
+    return ClipTable(ids=list(files), files=list(files), labels=labels, folds=folds, class_names=names)
+
+
+# --- decoding ----------------------------------------------------------------------------
+
+def decode_image(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """Read one image as grayscale float32 in [0, 1], resized to (H, W) = ``size``."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L").resize((size[1], size[0]), Image.BILINEAR)
+            return np.asarray(img, dtype=np.float32) / 255.0
+    except Exception as err:
+        raise DatasetError(f"{path}: cannot read image ({err})") from None
+
+
+def _decode_all(spec: DatasetSpec, folder: Path, table: ClipTable, sample_rate: int, out: np.ndarray) -> None:
+    from tqdm import tqdm
+
+    errors = []
+    n = round(sample_rate * spec.clip_seconds)
+    for i, rel in enumerate(tqdm(table.files, desc=f"decoding {spec.name}", unit="clip", leave=False)):
+        try:
+            if spec.kind == "image":
+                out[i] = decode_image(folder / rel, spec.image_size)
+            else:
+                out[i] = decode_audio(folder / rel, sample_rate, n, spec.length_policy)
+        except DatasetError as err:
+            errors.append(str(err))
+        if i == len(table.files) // 2:
+            crash_point("decode")
+    if errors:
+        listing = "\n  ".join(errors[:50]) + ("\n  ..." if len(errors) > 50 else "")
+        raise DatasetError(f"{len(errors)} bad file(s) in {spec.name}:\n  {listing}")
+
+
+def _cached_array(path: Path, shape: tuple[int, ...], fill) -> np.ndarray:
+    """Memory-map ``path`` if it is complete, else build it with ``fill`` and publish atomically.
+
+    One process builds a cache file at a time (a file lock beside it); another one that needs
+    it waits, then maps the finished array instead of decoding the dataset a second time.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    owners.clean(path.parent, recursive=False)  # arrays half-written by crashed processes
+    lock = FileLock(path.with_name(path.name + ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for another process that is decoding {path.name}")
+        lock.acquire()
+    try:
+        if path.exists():
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape == shape:
+                return arr
+        tmp = owners.temp_path(path)
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        try:
+            fill(arr)
+            arr.flush()
+            del arr
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return np.load(path, mmap_mode="r")
+    finally:
+        lock.release()
+
+
+def load_dataset(spec: DatasetSpec, root: Path | None = None, sample_rate: int | None = None) -> Dataset:
+    """Return the decoded dataset, decoding and caching it on first use.
+
+    The cache key holds the source's version and fingerprint, the list of decoded files, the
+    sample rate, the clip length and its policy, and the resampler, so a changed declaration,
+    re-imported data or another decoder can never reuse stale arrays, while tasks over the
+    same files share one.
+    """
+    sample_rate = sample_rate or spec.sample_rate
+    if spec.kind == "synthetic":
+        x, y = synthetic.generate(spec, sample_rate)
+        ids = [f"{spec.class_names[c]}_{i:03d}" for i, c in enumerate(y)]
+        folds = F.stratified_folds(y, spec.num_folds, spec.folds.get("seed", 0))
+        return Dataset(spec, x, y, folds, ids, spec.class_names, sample_rate, F.fold_fingerprint(ids, folds))
+    root = data_root(root)
+    folder = verified_folder(spec, root)
+    table = list_clips(spec, folder)
+    fingerprint = (folder / MARKER).read_text().strip()
+    shape = (len(table.files), *spec.image_size) if spec.kind == "image" else (
+        len(table.files), round(sample_rate * spec.clip_seconds))
+    # tasks over the same files (fsdd and fsdd_speaker) share one cache: keyed by what is decoded
+    files = hashlib.sha256("\n".join(table.files).encode()).hexdigest()[:8]
+    decoder = "" if spec.kind == "image" else f"-{spec.length_policy}-{RESAMPLER}"
+    key = f"{spec.source}-v{spec.version}-{fingerprint[:12]}-{files}-{sample_rate}hz-{shape[-1]}{decoder}"
+    x = _cached_array(root / "cache" / f"{key}.npy", shape,
+                      lambda out: _decode_all(spec, folder, table, sample_rate, out))
+    return Dataset(spec, x, table.labels, table.folds, table.ids, table.class_names, sample_rate,
+                   F.fold_fingerprint(table.ids, table.folds), tuple(sorted(excluded_files(folder))))
+
+
+def current_fold_fingerprint(spec: DatasetSpec, root: Path | None = None) -> str | None:
+    """The fold fingerprint of the data as it is now, or None if the data is not available."""
+    try:
+        if spec.kind == "synthetic":
+            return load_dataset(spec).fold_fingerprint
+        table = list_clips(spec, verified_folder(spec, data_root(root)))
+        return F.fold_fingerprint(table.ids, table.folds)
+    except DatasetError:
+        return None

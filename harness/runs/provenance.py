@@ -1,0 +1,125 @@
+"""Provenance: what a run's result depends on (its config and its hash), the code and machine it
+ran on, and why a stored result may no longer stand. The runner, the leaderboard and the locks
+all ask here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import subprocess
+from importlib import metadata
+from typing import Any
+
+from harness.core.registry import Registry
+from harness.data.audio import RESAMPLER
+from harness.data.catalog import PROJECT_ROOT, DatasetSpec
+from harness.runs.records import RunRecord
+from harness.runs.run import Run, RunError
+from harness.training.submission import Submission, get_submission
+
+PACKAGES = ("torch", "torchaudio", "timm", "numpy", "scikit-learn", "soundfile")
+
+
+def with_weights(sub: Submission, run: Run) -> Submission:
+    """The submission as ``run`` trains it: from its pretrained weights, a checkpoint, or random ones."""
+    kind = run.weights.partition(":")[0]
+    if kind == "sha256" and not run.checkpoint:
+        raise RunError(f"{run.weights[:19]}…: name the checkpoint file of this run with `--weights FILE`")
+    pretrained = {"scratch": sub.pretrained, "random": False, "pretrained": True, "sha256": run.checkpoint}[kind]
+    return dataclasses.replace(sub, pretrained=pretrained)
+
+
+def run_config(sub: Submission, spec: DatasetSpec, run: Run) -> dict:
+    """Everything that determines a run's outcome; its hash decides whether a stored run is reusable.
+
+    A run that resamples the dataset's audio names the resampler: another one gives other
+    input, so a result computed through it is another run's result.
+    """
+    resamples = spec.kind == "audio" and (sub.frontend.sample_rate or spec.sample_rate) != spec.sample_rate
+    return {"submission": sub.name, "params": with_weights(sub, run).params(), "dataset": spec.name,
+            "dataset_version": spec.version, "epochs": run.epochs, "fold": run.fold, "trial": run.trial,
+            "seed": run.seed, "weights": run.weights, "precision": run.precision, "compiled": run.compiled,
+            **({"resampler": RESAMPLER} if resamples else {})}
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def is_current(record: RunRecord, sub: Submission, spec: DatasetSpec) -> bool:
+    """A record of this run's config and of this submission code (an edited file makes it stale)."""
+    return (record.config_hash == config_hash(run_config(sub, spec, record.run))
+            and record.source_hash == sub.source_hash())
+
+
+def provenance_problem(record: RunRecord, submissions: Registry, specs: Registry[DatasetSpec],
+                       current: dict[str, Any]) -> str | None:
+    """Why a stored result may not be ranked any more, or None when it still stands.
+
+    ``current`` caches what is built once per render: submissions by name, and fold
+    fingerprints under ``("folds", dataset)``.
+    """
+    run = record.run
+    if run.submission not in submissions:
+        return f"submission {run.submission!r} no longer exists"
+    if run.dataset not in specs:
+        return f"dataset {run.dataset!r} no longer declared"
+    if run.submission not in current:
+        current[run.submission] = build_submission(run.submission)
+    sub, spec = current[run.submission], specs.get(run.dataset)
+    if isinstance(sub, str):
+        return sub
+    if record.dataset_version != spec.version:
+        return f"dataset version {record.dataset_version} != current {spec.version}"
+    if record.source_hash != sub.source_hash():
+        return "submission source changed since this run"
+    now = run_config(sub, spec, run)
+    if record.config_hash != config_hash(now):
+        changed = ", ".join(sorted(k for k in set(record.config) | set(now) if record.config.get(k) != now.get(k)))
+        return "config changed since this run" + (f" ({changed})" if changed else "")
+    fingerprint = current.get(("folds", run.dataset))
+    if fingerprint and record.fold_fingerprint != fingerprint:
+        return "fold split changed since this run"
+    return None
+
+
+def build_submission(name: str) -> Submission | str:
+    """The current submission, or why it cannot be built (a broken file makes its results stale)."""
+    try:
+        return get_submission(name)
+    except Exception as err:  # a broken submission makes its results stale, not the renderer crash
+        return f"submission cannot be built ({err})"
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
+def hardware(device: "torch.device") -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU x{torch.get_num_threads()} ({cpu})"

@@ -1,0 +1,103 @@
+"""A run as a value: which submission, on which data and test fold, with which weights, precision
+and compilation.
+
+Everything that could change a run's numbers is a field, so two runs that could give different
+results have different identities, and so different result paths and config hashes: a
+``--random-init`` run never overwrites a pretrained one, nor a bf16 run an fp32 one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.core.errors import HarnessError
+from harness.data.fetch import sha256_file
+from harness.core.seeds import seed_for
+
+WEIGHTS = re.compile(r"^(scratch|random|pretrained:[\w.\-]+|sha256:[0-9a-f]{64})$")
+PRECISIONS = ("bf16", "fp32")
+
+
+class RunError(HarnessError):
+    """A run that cannot be made as asked (an impossible field, weights that do not apply)."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (fold, trial) of a submission on a dataset.
+
+    Args:
+        submission, dataset: registered names.
+        epochs: the epoch budget. fold: the test fold (1-based). trial: 1-based; the seed is
+            ``1000 * trial + fold``.
+        weights: ``scratch`` (a model without pretrained weights), ``pretrained:<timm tag>``,
+            ``random`` (a pretrained model trained from random initialisation, ``--random-init``)
+            or ``sha256:<digest>`` of a local checkpoint (``--weights FILE``).
+        precision: ``bf16`` or ``fp32``, resolved for the device already.
+        compiled: trained through ``torch.compile``.
+        checkpoint: where the checkpoint of ``sha256:`` weights lies; not part of the identity.
+    """
+
+    submission: str
+    dataset: str
+    epochs: int
+    fold: int
+    trial: int
+    weights: str = "scratch"
+    precision: str = "fp32"
+    compiled: bool = False
+    checkpoint: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        for name in ("epochs", "fold", "trial"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise RunError(f"a run's {name} must be a whole number of at least 1, got {getattr(self, name)!r}")
+        if not WEIGHTS.match(self.weights):
+            raise RunError(f"weights {self.weights!r}: use scratch, random, pretrained:<timm tag> or sha256:<digest>")
+        if self.precision not in PRECISIONS:
+            raise RunError(f"precision {self.precision!r}: use bf16 or fp32 (resolve 'auto' for the device first)")
+
+    @property
+    def seed(self) -> int:
+        return seed_for(self.fold, self.trial)
+
+    @property
+    def variant(self) -> str:
+        """The identity beyond (dataset, submission, epochs, fold, trial), as a folder name."""
+        kind, _, detail = self.weights.partition(":")
+        weights = f"ckpt-{detail[:12]}" if kind == "sha256" else kind
+        return "-".join([weights, self.precision] + (["compiled"] if self.compiled else []))
+
+    def path(self, root: Path) -> Path:
+        """Where this run's result lives under the result store ``root``."""
+        return root / self.dataset / self.submission / f"e{self.epochs}" / self.variant / \
+            f"fold{self.fold}-trial{self.trial}.json"
+
+    def identity(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.compare}
+
+    @classmethod
+    def from_identity(cls, identity: dict[str, Any], checkpoint: str = "") -> "Run":
+        return cls(**identity, checkpoint=checkpoint)
+
+
+def weights_for(model_name: str, pretrained: bool | str, checkpoint: Path | None = None,
+                random_init: bool = False) -> tuple[str, str]:
+    """(weights, checkpoint path) of a submission with ``pretrained``, as ``bench run`` asked for it."""
+    if not pretrained:
+        if checkpoint:
+            raise RunError(f"{model_name} has no pretrained weights in this submission; --weights does not apply")
+        return "scratch", ""
+    if random_init:
+        return "random", ""
+    file = checkpoint or (Path(pretrained) if isinstance(pretrained, str) else None)
+    return (f"sha256:{sha256_file(file)}", str(file)) if file else (f"pretrained:{model_name}", "")
+
+
+def grid(submission: str, dataset: str, folds: list[int], trials: int, epochs: int, **identity) -> list[Run]:
+    """Every (fold, trial) of one cell, trial by trial, as runs sharing the rest of their identity."""
+    return [Run(submission, dataset, epochs, fold, trial, **identity)
+            for trial in range(1, trials + 1) for fold in folds]

@@ -1,0 +1,174 @@
+"""The default training loop, and the pieces a submission's own ``fit`` can reuse.
+
+Features are computed once per run and kept on the device as one tensor; batches are drawn
+by indexing it with a random permutation, so no per-item loader sits in the hot loop and
+the host synchronises once per epoch, not per step.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.frontends import augment as A
+from harness.core.errors import HarnessError
+from harness.core.faults import crash_point
+from harness.training.device import autocast
+from harness.training.submission import Recipe, Submission
+
+
+class NonFiniteLossError(HarnessError, RuntimeError):
+    """Training diverged: the loss became NaN or infinite."""
+
+
+@dataclass
+class TrainContext:
+    """What the harness hands a training loop: training data only, never the test fold."""
+
+    submission: Submission
+    model: nn.Module
+    x: torch.Tensor              # training features on ``device`` (normalised)
+    y: torch.Tensor              # training labels on ``device``
+    x_val: torch.Tensor | None   # validation features carved from the training folds
+    y_val: torch.Tensor | None
+    epochs: int
+    num_classes: int
+    device: torch.device
+    generator: torch.Generator   # CPU generator: batch order and augmentation draws
+    on_epoch: Callable[[int, dict], None] = lambda epoch, row: None
+    # features of the same training / validation clips through another front-end (multi-stage recipes)
+    features_for: Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor | None]] | None = None
+    dataset: str = ""
+    precision: str = "fp32"      # resolved: "bf16" or "fp32" (see ``harness.training.device``)
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.submission.recipe
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    curves: list[dict] = field(default_factory=list)  # one row per epoch
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy against per-class target weights (one-hot, smoothed or mixed), in float32.
+
+    Shapes: logits and target (batch, num_classes) -> scalar.
+    """
+    return torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+
+
+def make_optimizer(params, recipe: Recipe, lr: float | None = None) -> torch.optim.Optimizer:
+    lr = recipe.lr if lr is None else lr
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=recipe.weight_decay)
+    raise ValueError(f"unknown optimizer {recipe.optimizer!r}; use adamw, adam or sgd")
+
+
+def one_cycle(opt: torch.optim.Optimizer, total_steps: int, pct_start: float = 0.25, div: float = 25.0,
+              final_div: float = 1e4):
+    """torch's OneCycleLR peaking at each group's lr. Very short runs (a few steps, as in smoke
+    tests) get at least 2 steps and a warm-up share that leaves both phases non-empty, which
+    OneCycleLR otherwise rejects with a division by zero; real runs are unaffected."""
+    total = max(total_steps, 2)
+    pct = min(max(pct_start, 1.5 / total), (total - 0.25) / total)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total,
+                                               pct_start=pct, div_factor=div, final_div_factor=final_div)
+
+
+def make_schedule(opt: torch.optim.Optimizer, recipe: Recipe, total_steps: int):
+    if recipe.schedule == "onecycle":
+        return one_cycle(opt, total_steps)
+    if recipe.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    raise ValueError(f"unknown schedule {recipe.schedule!r}; use onecycle or constant")
+
+
+def augment_batch(x: torch.Tensor, y: torch.Tensor, recipe: Recipe, num_classes: int,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply the recipe's augmentations; returns inputs and soft targets."""
+    target = F.one_hot(y, num_classes).float()
+    if x.dim() >= 3:  # spectrogram-like input: (batch, channels, freq, time)
+        x = A.random_time_shift(x, recipe.time_shift, recipe.time_shift_fill, generator)
+        x = A.freq_mask(x, recipe.freq_mask, generator)
+        x = A.time_mask(x, recipe.time_mask, generator)
+    return A.mixup(x, target, recipe.mixup, generator)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return n // batch_size if n > batch_size else 1
+
+
+def train_epochs(ctx: TrainContext, model: nn.Module, opt: torch.optim.Optimizer, schedule, epochs: int,
+                 first_epoch: int = 0) -> list[dict]:
+    """Run ``epochs`` epochs of ``model`` on ``ctx.x``; return one row per epoch.
+
+    Tracks the validation accuracy when a validation split exists and leaves ``model``
+    holding the weights of its best epoch (the last one without validation). Multi-stage
+    recipes call it once per stage with a context whose features they replaced.
+    """
+    x, recipe, n = ctx.x, ctx.recipe, len(ctx.x)
+    bs = min(recipe.batch_size, n)
+    rows, best, best_state = [], -1.0, None
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(n, generator=ctx.generator).to(ctx.device)
+        loss_sum = torch.zeros((), device=ctx.device)
+        for step in range(steps_per_epoch(n, bs)):
+            idx = perm[step * bs:(step + 1) * bs]
+            # features live on the device, or (when too large) in pinned host memory: copy the batch over
+            xb = x[idx.to(x.device)].to(ctx.device, non_blocking=True)
+            xb, yb = augment_batch(xb, ctx.y[idx], recipe, ctx.num_classes, ctx.generator)
+            with autocast(ctx.device, ctx.precision):
+                loss = soft_cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+            loss_sum += loss.detach()
+        row = {"epoch": first_epoch + epoch + 1, "train_loss": loss_sum.item() / steps_per_epoch(n, bs),
+               "lr": opt.param_groups[-1]["lr"]}
+        if not math.isfinite(row["train_loss"]):
+            hint = (" in bf16; bf16 kernels overflow or misbehave on some devices (e.g. AMX CPUs): "
+                    "re-run with `--precision fp32`") if ctx.precision == "bf16" else ""
+            raise NonFiniteLossError(f"non-finite training loss at epoch {row['epoch']}{hint}")
+        if ctx.x_val is not None and len(ctx.x_val):
+            row["val_accuracy"] = float((predict(model, ctx.x_val, ctx.device, ctx.precision).argmax(1).cpu() == ctx.y_val.cpu()).float().mean())
+            if row["val_accuracy"] > best:
+                best, best_state = row["val_accuracy"], copy.deepcopy(model.state_dict())
+        rows.append(row)
+        ctx.on_epoch(row["epoch"], row)
+        crash_point("epoch")
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return rows
+
+
+def fit_default(ctx: TrainContext) -> FitResult:
+    """One optimiser over all parameters, the recipe's schedule over all steps."""
+    opt = make_optimizer(ctx.model.parameters(), ctx.recipe)
+    schedule = make_schedule(opt, ctx.recipe, ctx.epochs * steps_per_epoch(len(ctx.x), min(ctx.recipe.batch_size, len(ctx.x))))
+    return FitResult(ctx.model, train_epochs(ctx, ctx.model, opt, schedule, ctx.epochs))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, precision: str = "fp32",
+            batch_size: int = 256) -> torch.Tensor:
+    """Logits for ``x`` in eval mode, batch by batch (float32, on ``device``)."""
+    model.eval()
+    with autocast(device, precision):
+        return torch.cat([model(x[i:i + batch_size].to(device, non_blocking=True)).float()
+                          for i in range(0, len(x), batch_size)])
+
+

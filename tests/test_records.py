@@ -1,0 +1,119 @@
+"""Typed values checked when they are made or read: records, cells of a grid, published figures,
+splits, and the process-wide switches a run sets and gives back."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from harness.cli.commands import main
+from harness.data.catalog import load_catalog
+from harness.data.folds import split_for
+from harness.runs import store
+from harness.runs.cells import Cell, CellError, read_grid_file
+from harness.runs.execute import run_one
+from harness.runs.records import FailedRecord, RecordError, RunRecord, from_json, seal
+from harness.runs.provenance import config_hash, run_config, with_weights
+from harness.runs.run import Run, RunError
+from harness.training.device import switches
+from harness.training.submission import Published, Submission, SubmissionError, get_submission
+
+SYNTH = load_catalog().get("synthetic")
+RUN = Run("small_cnn", "synthetic", 1, 2, 1)
+
+
+@pytest.fixture(scope="module")
+def record() -> RunRecord:
+    return run_one(get_submission("small_cnn"), SYNTH, RUN, torch.device("cpu"))
+
+
+def test_a_record_survives_its_file_unchanged(tmp_path, record):
+    store.write_record(RUN.path(tmp_path), record)
+    back = store.load_record(RUN.path(tmp_path))
+    assert back == record and back.run == RUN and back.to_json() == record.to_json()
+    failed = FailedRecord(RUN, "RuntimeError: boom", "Traceback ...")
+    assert from_json(seal(failed.to_json())) == failed
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(schema=3), "schema 3, this harness reads schema 2; run `bench migrate`"),
+    (lambda d: d.update(fold=5), "its fields disagree with its run identity"),
+    (lambda d: d.pop("config_hash"), r"no provenance \(missing config_hash\)"),
+    (lambda d: d.pop("run"), "stored before runs had identities"),
+    (lambda d: d["run"].update(precision="fp16"), "no readable run identity"),
+    (lambda d: d["metrics"].pop("macro_f1"), "has no macro_f1"),
+])
+def test_a_record_that_is_not_one_is_refused_when_read(record, change, message):
+    data = record.to_json()
+    data["run"], data["metrics"] = dict(data["run"]), dict(data["metrics"])
+    change(data)
+    with pytest.raises(RecordError, match=message):
+        from_json(seal(data))
+    with pytest.raises(RecordError, match="checksum mismatch"):
+        from_json({**seal(record.to_json()), "n_test": 1})
+
+
+def test_cells_check_their_values_and_grid_files_their_keys(tmp_path):
+    for fields, message in [({"epochs": 0}, "'--epochs'"), ({"trials": -1}, "'--trials'"),
+                            ({"precision": "fp16"}, "'--precision'")]:
+        with pytest.raises(CellError) as err:
+            Cell("small_cnn", "synthetic", **fields)
+        assert f"'{err.value.option}'" == message
+    assert Cell("small_cnn", "synthetic", folds="1,3").fold_list(SYNTH) == [1, 3]
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[[run]]\nsubmission = "small_cnn"\ndataset = "synthetic"\nfolds = [1, 2]\n')
+    assert read_grid_file(grid) == [Cell("small_cnn", "synthetic", folds="1,2")]
+    grid.write_text('[[run]]\nsubmission = "small_cnn"\ndataset = "synthetic"\ntrails = 2\n')
+    with pytest.raises(CellError, match=r"\[\[run\]\] number 1: unknown key 'trails'.*Did you mean 'trials'"):
+        read_grid_file(grid)
+    out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--epochs", "0"])
+    assert out.exit_code == 2 and "Invalid value for '--epochs': 0: use a whole number of at least 1" in out.output
+
+
+def test_published_figures_have_one_typed_shape():
+    sub = get_submission("small_cnn")
+    made = dataclasses.replace(sub, published={"fsdd": {"epochs": 5, "accuracy": 97.0},
+                                               "esc50": [{"epochs": 80, "accuracy": 89.5, "protocol": "5-fold"}]})
+    assert made.published == {"fsdd": (Published(5, 97.0),), "esc50": (Published(80, 89.5, protocol="5-fold"),)}
+    assert made.published_for("esc50", 80).protocol == "5-fold" and made.published_for("esc50", 20) is None
+    with pytest.raises(SubmissionError, match="unknown acuracy.*Did you mean 'accuracy'"):
+        dataclasses.replace(sub, published={"fsdd": {"epochs": 5, "acuracy": 97.0}})
+    with pytest.raises(SubmissionError, match="a percentage from 0 to 100"):
+        Published(5, 0.97 * 1000)
+    with pytest.raises(SubmissionError, match=r"Submission\(frontend='logmel'\)"):
+        Submission(frontend="logmel", model="resnet18")
+
+
+def test_a_split_gives_each_clip_one_role():
+    folds, labels = np.repeat(np.arange(1, 6), 12), np.tile(np.arange(3), 20)
+    split = split_for(folds, labels, test_fold=2, val_fraction=0.25, seed=7)
+    assert sorted(np.concatenate(split).tolist()) == list(range(60))
+    assert set(folds[split.test]) == {2} and len(split.val) == 12 and 2 not in set(folds[split.train])
+
+
+def test_a_run_gives_back_the_process_wide_switches_it_sets():
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.benchmark = False
+    with switches(torch.device("cpu")):
+        assert torch.are_deterministic_algorithms_enabled()
+    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+    run_one(get_submission("small_cnn"), SYNTH, RUN, torch.device("cpu"))
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_a_runs_overrides_are_part_of_its_identity_and_of_what_it_trains(tmp_path):
+    sub = get_submission("small_cnn")
+    changed = dataclasses.replace(RUN, overrides={"recipe.lr": 0.05, "recipe.batch_size": 8})
+    assert changed.overrides == (("recipe.batch_size", 8), ("recipe.lr", 0.05))
+    assert changed.path(tmp_path) != RUN.path(tmp_path) and changed.variant.startswith("scratch-fp32-o")
+    assert RUN.identity() == {k: v for k, v in changed.identity().items() if k != "overrides"}
+    assert Run.from_identity(changed.identity()) == changed
+    assert config_hash(run_config(sub, SYNTH, changed)) != config_hash(run_config(sub, SYNTH, RUN))
+    assert with_weights(sub, changed).recipe.lr == 0.05 and with_weights(sub, changed).recipe.batch_size == 8
+    with pytest.raises(RunError, match="names no recipe field"):
+        with_weights(sub, dataclasses.replace(RUN, overrides={"recipe.learning_rate": 0.1}))
+    with pytest.raises(SubmissionError, match="Did you mean 'global'"):
+        with_weights(sub, dataclasses.replace(RUN, overrides={"recipe.normalize": "globl"}))
+    with pytest.raises(RunError, match="override 'frontend.n_mels'"):
+        dataclasses.replace(RUN, overrides={"frontend.n_mels": 32})

@@ -23,12 +23,20 @@ PACKAGES = ("torch", "torchaudio", "timm", "numpy", "scikit-learn", "soundfile")
 
 
 def with_weights(sub: Submission, run: Run) -> Submission:
-    """The submission as ``run`` trains it: from its pretrained weights, a checkpoint, or random ones."""
+    """The submission as ``run`` trains it: from its pretrained weights, a checkpoint, or random ones,
+    with the run's overrides applied (each checked as the submission checks its own values)."""
     kind = run.weights.partition(":")[0]
     if kind == "sha256" and not run.checkpoint:
         raise RunError(f"{run.weights[:19]}…: name the checkpoint file of this run with `--weights FILE`")
     pretrained = {"scratch": sub.pretrained, "random": False, "pretrained": True, "sha256": run.checkpoint}[kind]
-    return dataclasses.replace(sub, pretrained=pretrained)
+    changes = {part: {k.split(".", 1)[1]: v for k, v in run.overrides if k.startswith(part + ".")}
+               for part in ("recipe", "model_kwargs")}
+    try:
+        recipe = dataclasses.replace(sub.recipe, **changes["recipe"])
+    except TypeError as err:
+        raise RunError(f"{sub.name}: an override names no recipe field ({err})") from None
+    return dataclasses.replace(sub, pretrained=pretrained, recipe=recipe,
+                               model_kwargs={**sub.model_kwargs, **changes["model_kwargs"]})
 
 
 def run_config(sub: Submission, spec: DatasetSpec, run: Run) -> dict:

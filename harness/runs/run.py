@@ -8,6 +8,8 @@ results have different identities, and so different result paths and config hash
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from harness.core.seeds import seed_for
 
 WEIGHTS = re.compile(r"^(scratch|random|pretrained:[\w.\-]+|sha256:[0-9a-f]{64})$")
 PRECISIONS = ("bf16", "fp32")
+OVERRIDABLE = re.compile(r"^(recipe|model_kwargs)\.\w+$")  # what a run may change of its submission, for now
 
 
 class RunError(HarnessError):
@@ -38,6 +41,8 @@ class Run:
             or ``sha256:<digest>`` of a local checkpoint (``--weights FILE``).
         precision: ``bf16`` or ``fp32``, resolved for the device already.
         compiled: trained through ``torch.compile``.
+        overrides: (``recipe.<field>`` or ``model_kwargs.<name>``, value) pairs the run changes in
+            its submission, sorted by name; empty for a submission as written.
         checkpoint: where the checkpoint of ``sha256:`` weights lies; not part of the identity.
     """
 
@@ -49,6 +54,7 @@ class Run:
     weights: str = "scratch"
     precision: str = "fp32"
     compiled: bool = False
+    overrides: tuple[tuple[str, Any], ...] = ()
     checkpoint: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -59,6 +65,14 @@ class Run:
             raise RunError(f"weights {self.weights!r}: use scratch, random, pretrained:<timm tag> or sha256:<digest>")
         if self.precision not in PRECISIONS:
             raise RunError(f"precision {self.precision!r}: use bf16 or fp32 (resolve 'auto' for the device first)")
+        plain = lambda v: tuple(map(plain, v)) if isinstance(v, (list, tuple)) else v  # hashable, and equal after JSON
+        object.__setattr__(self, "overrides", tuple(sorted((str(k), plain(v)) for k, v in dict(self.overrides).items())))
+        if bad := [k for k, _ in self.overrides if not OVERRIDABLE.match(k)]:
+            raise RunError(f"override {bad[0]!r}: a run may override recipe.<field> or model_kwargs.<name>")
+        try:
+            json.dumps(self.overrides)
+        except TypeError:
+            raise RunError(f"overrides {self.overrides!r}: values must be plain data (numbers, strings, lists)") from None
 
     @property
     def seed(self) -> int:
@@ -69,7 +83,8 @@ class Run:
         """The identity beyond (dataset, submission, epochs, fold, trial), as a folder name."""
         kind, _, detail = self.weights.partition(":")
         weights = f"ckpt-{detail[:12]}" if kind == "sha256" else kind
-        return "-".join([weights, self.precision] + (["compiled"] if self.compiled else []))
+        changed = [f"o{hashlib.sha256(json.dumps(self.overrides).encode()).hexdigest()[:8]}"] if self.overrides else []
+        return "-".join([weights, self.precision] + (["compiled"] if self.compiled else []) + changed)
 
     def path(self, root: Path) -> Path:
         """Where this run's result lives under the result store ``root``."""
@@ -77,11 +92,18 @@ class Run:
             f"fold{self.fold}-trial{self.trial}.json"
 
     def identity(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.compare}
+        """The fields that make this run this run, as JSON-ready data (no overrides: none written)."""
+        identity = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.compare}
+        if self.overrides:
+            identity["overrides"] = [list(pair) for pair in self.overrides]
+        else:
+            del identity["overrides"]
+        return identity
 
     @classmethod
     def from_identity(cls, identity: dict[str, Any], checkpoint: str = "") -> "Run":
-        return cls(**identity, checkpoint=checkpoint)
+        overrides = tuple(tuple(pair) for pair in identity.get("overrides", ()))
+        return cls(**{**identity, "overrides": overrides}, checkpoint=checkpoint)
 
 
 def weights_for(model_name: str, pretrained: bool | str, checkpoint: Path | None = None,

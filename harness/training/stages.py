@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import nn
 
 from harness.training.loop import FitResult, TrainContext, make_optimizer, one_cycle, steps_per_epoch, train_epochs
@@ -57,14 +58,29 @@ def even_mults(lo: float, hi: float, n: int) -> tuple[float, ...]:
     return tuple(lo * (hi / lo) ** (i / (n - 1)) for i in range(n)) if n > 1 else (hi,)
 
 
+def trained_groups(model: nn.Module, stage: Stage) -> list[dict]:
+    """The stage's parameter groups with the parameters it trains: all of them, or the head's
+    alone when the stage is frozen. A frozen parameter is one the optimiser does not hold."""
+    head = {id(p) for p in head_and_body(model)[0]}
+    groups = [{**g, "params": [p for p in g["params"] if not stage.frozen or id(p) in head]}
+              for g in param_groups(model, stage.lrs)]
+    return [g for g in groups if g["params"]]
+
+
 def run_stage(ctx: TrainContext, stage: Stage, first_epoch: int) -> list[dict]:
-    """Train one stage; the model ends holding the stage's best epoch (validation) or its last."""
-    model, head = ctx.model, {id(p) for p in head_and_body(ctx.model)[0]}
+    """Train one stage; the model ends holding the stage's best epoch (validation) or its last.
+
+    An eager model also skips the frozen body's backward pass (``requires_grad`` off). A compiled
+    one keeps ``requires_grad`` on: dynamo does not guard on it, so a graph traced with the body
+    frozen would be reused after unfreezing and the body would never train again
+    (pytorch/pytorch#139476; reproduced here with torch 2.11 and tested in tests/test_compile.py).
+    """
+    model, groups = ctx.model, trained_groups(ctx.model, stage)
+    trained = {id(p) for g in groups for p in g["params"]}
+    compiled = isinstance(model, torch._dynamo.eval_frame.OptimizedModule)
+    model.zero_grad(set_to_none=True)  # no gradient carries over from the stage before
     for p in model.parameters():
-        p.requires_grad_(not stage.frozen or id(p) in head)
-    groups = [g for g in param_groups(model, stage.lrs) if any(p.requires_grad for p in g["params"])]
-    for g in groups:
-        g["params"] = [p for p in g["params"] if p.requires_grad]
+        p.requires_grad_(compiled or id(p) in trained)
     opt = make_optimizer(groups, ctx.recipe, lr=groups[-1]["lr"])
     steps = stage.epochs * steps_per_epoch(len(ctx.x), min(ctx.recipe.batch_size, len(ctx.x)))
     schedule = one_cycle(opt, steps, stage.pct_start, stage.div, final_div=1e5)  # fastai's default

@@ -15,7 +15,7 @@ import torch
 from harness.data.catalog import load_catalog
 from harness.runs.execute import run_one
 from harness.runs.run import Run
-from harness.training import loop, stages
+from harness.training import device, loop, stages
 from harness.training.stages import FineTune
 from harness.training.submission import get_submission
 
@@ -72,3 +72,27 @@ def test_a_frozen_stage_leaves_the_body_out_of_the_optimiser_eager_or_compiled()
     assert [g["lr"] for g in unfrozen] == [1e-4, 1e-3, 1e-2]
     assert sum(len(g["params"]) for g in unfrozen) == len(list(model.parameters()))
     assert loop.steps_per_epoch(10, 4) == 2
+
+
+def test_a_model_is_compiled_once_per_architecture_and_each_run_gets_its_own_weights():
+    make = lambda seed: torch.manual_seed(seed) and get_submission("small_cnn").model(num_classes=6)
+    first, second = make(1), make(2)
+    a = device.place_model(first, torch.device("cpu"), 4, compile_model=True)
+    b = device.place_model(second, torch.device("cpu"), 4, compile_model=True)
+    assert b is a and a._orig_mod is first  # the same compiled module ...
+    for name, value in second.state_dict().items():  # ... holding the second run's initial weights
+        assert torch.equal(first.state_dict()[name], value)
+    other = device.place_model(get_submission("small_cnn").model(num_classes=7), torch.device("cpu"), 4,
+                               compile_model=True)
+    assert other is not a  # another head size is another architecture
+
+
+def test_compile_auto_is_on_for_cuda_where_it_works_and_says_why_not(monkeypatch):
+    said = []
+    assert device.resolve_compile("auto", torch.device("cpu"), said.append) is False
+    assert device.resolve_compile("on", torch.device("cpu")) and not device.resolve_compile("off", torch.device("cuda"))
+    monkeypatch.setattr(device, "compile_problem", lambda dev: "RuntimeError: no Triton")
+    assert device.resolve_compile("auto", torch.device("cuda"), said.append) is False
+    assert said == ["torch.compile does not work on cuda here (RuntimeError: no Triton); training eagerly (--compile off)"]
+    monkeypatch.setattr(device, "compile_problem", lambda dev: None)
+    assert device.resolve_compile("auto", torch.device("cuda"), said.append) is True

@@ -117,3 +117,8 @@ def test_a_runs_overrides_are_part_of_its_identity_and_of_what_it_trains(tmp_pat
         with_weights(sub, dataclasses.replace(RUN, overrides={"recipe.normalize": "globl"}))
     with pytest.raises(RunError, match="override 'frontend.n_mels'"):
         dataclasses.replace(RUN, overrides={"frontend.n_mels": 32})
+
+
+def test_a_record_says_when_its_data_features_and_first_step_were_ready(record):
+    phases = record.phases
+    assert 0 <= phases["data_s"] <= phases["features_s"] <= phases["first_step_s"] <= record.wall_time_s

@@ -17,11 +17,13 @@ from conftest import runs
 
 def test_ratio_is_computed_from_the_two_measured_throughputs(monkeypatch):
     monkeypatch.setattr(speed, "run_reference", lambda work, paths, labels, steps, device: 4.0)
-    monkeypatch.setattr(speed, "run_engine", lambda work, paths, labels, steps, device, precision: (1.0, 0.5))
+    engine = {"prepare": 1.0, "first_step": 2.0, "train": 0.5, "minimal": 0.4, "minimal_first_step": 1.0, "flops": 2e9}
+    monkeypatch.setattr(speed, "run_engine", lambda work, paths, labels, steps, device, precision, compiled: engine)
     r = speed.measure(speed.fsdd_small_cnn(), 3, torch.device("cpu"))
     assert r["reference_samples_per_s"] == pytest.approx(3 * 16 / 4.0)
     assert r["engine_samples_per_s"] == pytest.approx(3 * 16 / 0.5)
-    assert r["ratio"] == pytest.approx(8.0)
+    assert r["ratio"] == pytest.approx(8.0) and r["engine_vs_minimal"] == pytest.approx(0.8)
+    assert r["engine_tflop_per_s"] == pytest.approx(2e9 * 96 / 1e12) and r["engine_first_step_s"] == 2.0
     assert r["projected_grid_s"]["reference"] == pytest.approx(5 * r["projected_run_s"]["reference"])
 
 
@@ -35,13 +37,15 @@ def test_speed_command_measures_both_pipelines_on_cpu(tmp_path):
     assert row["ratio"] == pytest.approx(row["engine_samples_per_s"] / row["reference_samples_per_s"])
     assert row["reference_precision"] == "fp32"
     assert row["engine_precision"] == resolve_precision("auto", torch.device("cpu")) and "engine " in out.output
+    assert row["gflop_per_sample"] > 0 and row["minimal_samples_per_s"] > 0 and row["compiled"] is False
+    assert "time to first step" in out.output and "engine/minimal" in out.output
 
 
 def test_reference_trains_a_plain_fp32_model_and_the_engine_its_tuned_one(monkeypatch):
     """The reference is the seeds' pipeline (fp32, default layout); the engine runs at the precision asked for."""
     seen = []
     real = speed._setup
-    monkeypatch.setattr(speed, "_setup", lambda *a: seen.append(a[-1]) or real(*a))
+    monkeypatch.setattr(speed, "_setup", lambda *a: seen.append(a[4]) or real(*a))
     r = speed.measure(speed.fsdd_small_cnn(), 1, torch.device("cpu"), precision="bf16")
     assert seen == [None, "bf16"] and r["engine_precision"] == "bf16"
 
@@ -73,3 +77,22 @@ def test_each_pipeline_reports_its_own_peak_memory():
     speed._reset_peak_memory(cpu)
     if sys.platform.startswith("linux"):
         assert speed._peak_memory(cpu) < high - 0.5
+
+
+def test_model_size_decides_what_auto_means_on_a_gpu():
+    """Counted on the meta device: the ESC-50 ResNet-18 is 33.3 GFLOP per training sample (as
+    measured by hand for the engine issue), the FSDD small CNN 0.16; only the latter is small."""
+    from harness.runs.limit import is_small, model_gflop
+    from harness.training.device import resolve_compile
+
+    catalog = load_catalog()
+    assert model_gflop(get_submission("fastaudio_resnet18"), catalog.get("esc50")) == pytest.approx(33.33, abs=0.01)
+    assert model_gflop(get_submission("small_cnn"), catalog.get("fsdd")) == pytest.approx(0.164, abs=0.001)
+    assert is_small(get_submission("small_cnn"), catalog.get("fsdd"))
+    assert not is_small(get_submission("fastaudio_resnet18"), catalog.get("esc50"))
+    assert resolve_compile("auto", torch.device("cuda"), small=True) is False
+
+
+def test_workers_must_be_auto_or_a_count():
+    out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--workers", "0"])
+    assert out.exit_code == 2 and "Invalid value for '--workers': '0': use auto or a whole number" in out.output

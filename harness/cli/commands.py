@@ -26,6 +26,17 @@ DEVICE = click.option("--device", default="auto", show_default=True, type=click.
 PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32"]),
                          help="auto: bf16 on CUDA GPUs, fp32 on CPUs (bf16 kernels differ between CPUs; "
                               "ask for bf16 explicitly). Recorded in each result.")
+WORKERS = click.option("--workers", default="auto", show_default=True, callback=lambda ctx, param, value: _workers(value),
+                       help="Runs at once, in worker processes sharing the device (auto: 4 for small models on "
+                            "a GPU, else 1).")
+COMPILE = click.option("--compile", "compile", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]),
+                       help="torch.compile the model, once per process (auto: on for CUDA where it works, off on CPU).")
+
+
+def _workers(value: str) -> str:
+    if value != "auto" and not (value.isdigit() and int(value) >= 1):
+        raise click.BadParameter(f"{value!r}: use auto or a whole number of at least 1", param_hint="'--workers'")
+    return value
 
 
 def get_submission(name: str):
@@ -103,14 +114,19 @@ def fetch(obj: Context, name: str, from_path: Path | None, force: bool, skip_bad
     click.echo(report)
 
 
-def _run(obj: Context, cell, device: str, workers: int = 1):
+def _run(obj: Context, cell, device: str, workers: str = "auto"):
     """Run one cell's missing runs and say what happened; returns the grid's report."""
     from harness.runs.grid import run_grid
-    from harness.training.device import resolve_device, resolve_precision
+    from harness.runs.limit import SIDE_BY_SIDE, is_small
+    from harness.training.device import resolve_compile, resolve_device, resolve_precision, use_compile_cache
 
     sub, spec, dev = get_submission(cell.submission), obj.catalog.get(cell.dataset), resolve_device(device)
-    runs = cell.runs(sub.model_name, sub.pretrained, sub.recipe.epochs, spec, resolve_precision(cell.precision, dev))
-    report = run_grid(sub, spec, runs, dev, obj.results_root, obj.data_root, workers)
+    use_compile_cache(obj.data_root / "compile-cache")
+    small = dev.type == "cuda" and "auto" in (workers, cell.compile) and is_small(sub, spec)
+    runs = cell.runs(sub.model_name, sub.pretrained, sub.recipe.epochs, spec, resolve_precision(cell.precision, dev),
+                     resolve_compile(cell.compile, dev, click.echo, small))
+    count = (SIDE_BY_SIDE if small else 1) if workers == "auto" else int(workers)
+    report = run_grid(sub, spec, runs, dev, obj.results_root, obj.data_root, count)
     click.echo(f"{cell.submission} on {cell.dataset} ({runs[0].variant}, {runs[0].epochs} epochs): "
                f"{len(report.done)} run, {len(report.skipped)} already finished, {len(report.failed)} failed"
                + (f", {len(report.busy)} running in another process" if report.busy else ""))
@@ -131,11 +147,11 @@ def _run(obj: Context, cell, device: str, workers: int = 1):
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Local checkpoint for a pretrained model, instead of downloading.")
 @click.option("--random-init", is_flag=True, help="Train a pretrained-model submission from random weights.")
-@click.option("--workers", default=1, show_default=True, help="Runs at once (worker processes sharing the device).")
-@click.option("--compile", "compiled", is_flag=True, help="torch.compile the model (reused across folds).")
+@WORKERS
+@COMPILE
 @PRECISION
 @click.pass_obj
-def run(obj: Context, device: str, workers: int, **cell):
+def run(obj: Context, device: str, workers: str, **cell):
     """Train and evaluate a submission on every (fold, trial); finished runs are skipped."""
     if _run(obj, Cell(**cell), device, workers).failed:
         raise SystemExit(1)
@@ -145,8 +161,9 @@ def run(obj: Context, device: str, workers: int, **cell):
 @click.argument("grid_file", default=str(DEFAULT_GRID), type=click.Path(exists=True, path_type=Path))
 @DEVICE
 @PRECISION
+@WORKERS
 @click.pass_obj
-def grid(obj: Context, grid_file: Path, device: str, precision: str):
+def grid(obj: Context, grid_file: Path, device: str, precision: str, workers: str):
     """Run every missing run of the leaderboard grid whose dataset is available."""
     failed = 0
     for cell in read_grid_file(grid_file):
@@ -157,7 +174,7 @@ def grid(obj: Context, grid_file: Path, device: str, precision: str):
             except DatasetError as err:
                 click.echo(f"SKIPPED {cell.submission} on {spec.name}: {err}", err=True)
                 continue
-        failed += len(_run(obj, dataclasses.replace(cell, precision=precision), device).failed)
+        failed += len(_run(obj, dataclasses.replace(cell, precision=precision), device, workers).failed)
     if failed:
         raise SystemExit(1)
 
@@ -319,32 +336,26 @@ def verify(obj: Context, name: str | None, all_: bool, result: Path | None):
 @click.option("--workers", default=0, help="Also measure this many small-CNN runs side by side (0: skip).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures here.")
 @PRECISION
-def speed(workload: str, steps: int | None, device: str, workers: int, json_out: Path | None, precision: str):
-    """Measure the engine against a seeds-style per-item pipeline, in one process."""
-    from tabulate import tabulate
-
+@COMPILE
+@click.pass_obj
+def speed(obj: Context, workload: str, steps: int | None, device: str, workers: int, json_out: Path | None,
+          precision: str, compile: str):
+    """Measure the engine against a seeds-style per-item pipeline and a minimal loop, in one process."""
     from harness.runs.provenance import hardware
-    from harness.runs.speed import WORKLOADS, measure, side_by_side
-    from harness.training.device import resolve_device
+    from harness.runs.speed import WORKLOADS, measure, side_by_side, speed_table
+    from harness.training.device import resolve_compile, resolve_device, use_compile_cache
 
     dev = resolve_device(device)
+    use_compile_cache(obj.data_root / "compile-cache")
+    compiled = resolve_compile(compile, dev, click.echo)
     names = list(WORKLOADS) if workload == "all" else [workload]
     # enough steps for a few seconds of the engine: a small CNN step takes milliseconds
     default_steps = {"esc50-resnet18": 2, "fsdd-small-cnn": 200} if dev.type == "cpu" else \
         {"esc50-resnet18": 50, "fsdd-small-cnn": 1000}
-    rows = [measure(WORKLOADS[n](), steps or default_steps[n], dev, precision) for n in names]
-    mem = "peak GPU GiB" if dev.type == "cuda" else "peak RSS GiB"
-    click.echo(f"device: {hardware(dev)}; reference fp32 (as the seeds ran), engine {rows[0]['engine_precision']}")
-    click.echo(tabulate([[r["workload"], r["steps"], r["batch_size"], f"{r['reference_samples_per_s']:.1f}",
-                          f"{r['engine_samples_per_s']:.1f}", f"{r['ratio']:.2f}x",
-                          f"{r['reference_peak_gib']:.2f} / {r['engine_peak_gib']:.2f}",
-                          f"{r['projected_run_s']['reference']:.0f} / {r['projected_run_s']['engine']:.0f}",
-                          f"{r['projected_grid_s']['reference'] / 60:.1f} / {r['projected_grid_s']['engine'] / 60:.1f}"]
-                         for r in rows],
-                        ["workload", "steps", "batch", "reference samples/s", "engine samples/s", "engine/reference",
-                         f"{mem} (ref / engine)", "one run s (ref / engine)", "grid min (ref / engine)"],
-                        tablefmt="github"))
-    click.echo("one run: " + "; ".join(f"{r['workload']} = {r['run']}, grid = {r['grid_runs']} runs" for r in rows))
+    rows = [measure(WORKLOADS[n](), steps or default_steps[n], dev, precision, compiled) for n in names]
+    click.echo(f"device: {hardware(dev)}; reference fp32 (as the seeds ran), engine and minimal loop "
+               f"{rows[0]['engine_precision']}{', compiled' if compiled else ''}")
+    click.echo(speed_table(rows, dev.type))
     figures = {"device": hardware(dev), "workloads": rows}
     if workers > 1:
         par = side_by_side("fsdd-small-cnn", steps or default_steps["fsdd-small-cnn"], dev, workers, precision)

@@ -26,6 +26,15 @@ def normalize_minmax(x: torch.Tensor) -> torch.Tensor:
     return (x - lo.view(shape)) / (hi - lo).clamp_min(1e-8).view(shape)
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU-drawn tensor on ``device``. To a GPU it goes through pinned memory without blocking:
+    a copy from pageable memory waits for the GPU's queue to drain, once per step, and the GPU
+    then idles while Python prepares the next step."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Mix each item with a random partner, fastai-style (the larger weight stays on the item).
 
@@ -38,8 +47,8 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Gener
     # torch's Beta sampler takes no generator, so draw it from NumPy seeded by ours
     rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
     lam = torch.from_numpy(rng.beta(alpha, alpha, x.shape[0])).to(x.dtype)
-    lam = torch.maximum(lam, 1 - lam).to(x.device)
-    perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
+    lam = to_device(torch.maximum(lam, 1 - lam), x.device)
+    perm = to_device(torch.randperm(x.shape[0], generator=generator), x.device)
     lam_x = lam.view((-1,) + (1,) * (x.dim() - 1))
     return lam_x * x + (1 - lam_x) * x[perm], lam[:, None] * y + (1 - lam[:, None]) * y[perm]
 
@@ -53,7 +62,7 @@ def _mask(x: torch.Tensor, width: int, axis: int, generator: torch.Generator, fi
     band = (pos >= starts[:, None]) & (pos < (starts + widths)[:, None])  # (batch, size)
     shape = [n] + [1] * (x.dim() - 1)
     shape[axis] = size
-    return x.masked_fill(band.view(shape).to(x.device), fill)
+    return x.masked_fill(to_device(band.view(shape), x.device), fill)
 
 
 def freq_mask(x: torch.Tensor, width: int, generator: torch.Generator, fill: float = 0.0) -> torch.Tensor:
@@ -69,7 +78,7 @@ def time_mask(x: torch.Tensor, width: int, generator: torch.Generator, fill: flo
 def shift_time(x: torch.Tensor, shifts: torch.Tensor, fill: float) -> torch.Tensor:
     """Roll each item by ``shifts[i]`` frames along the last axis; the wrapped part becomes ``fill``."""
     t = x.shape[-1]
-    src = torch.arange(t, device=x.device)[None, :] - shifts.to(x.device)[:, None]  # (batch, time)
+    src = torch.arange(t, device=x.device)[None, :] - to_device(shifts, x.device)[:, None]  # (batch, time)
     valid = (src >= 0) & (src < t)
     idx = src.clamp(0, t - 1).view((x.shape[0],) + (1,) * (x.dim() - 2) + (t,)).expand_as(x)
     out = torch.gather(x, -1, idx)

@@ -34,7 +34,7 @@ class Cell:
         folds: ``all`` (the dataset's evaluation folds) or comma-separated fold numbers.
         trials: trials per fold (1-based seeds). epochs: the budget; None is the recipe's.
         weights: a local checkpoint for a pretrained model. random_init: a pretrained model from random weights.
-        precision: ``auto`` | ``bf16`` | ``fp32``. compiled: train through torch.compile.
+        precision: ``auto`` | ``bf16`` | ``fp32``. compile: ``auto`` (on for CUDA where it works) | ``on`` | ``off``.
     """
 
     submission: str
@@ -45,7 +45,7 @@ class Cell:
     weights: Path | None = None
     random_init: bool = False
     precision: str = "auto"
-    compiled: bool = False
+    compile: str = "auto"
 
     def __post_init__(self):
         for name in ("trials", "epochs"):
@@ -55,6 +55,8 @@ class Cell:
                 raise CellError(f"{value!r}: use a whole number of at least 1", f"--{name}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise CellError(f"{self.precision!r}: use auto, bf16 or fp32", "--precision")
+        if self.compile not in ("auto", "on", "off"):
+            raise CellError(f"{self.compile!r}: use auto, on or off", "--compile")
 
     def fold_list(self, spec: DatasetSpec) -> list[int]:
         if self.folds == "all":
@@ -68,14 +70,14 @@ class Cell:
         return folds
 
     def runs(self, model_name: str, pretrained: bool | str, recipe_epochs: int, spec: DatasetSpec,
-             precision: str) -> list[Run]:
-        """The runs this cell names, for a submission with these defaults; ``precision`` resolved."""
+             precision: str, compiled: bool) -> list[Run]:
+        """The runs this cell names, for a submission with these defaults; precision and compile resolved."""
         weights, checkpoint = weights_for(model_name, pretrained, self.weights, self.random_init)
         return grid(self.submission, self.dataset, self.fold_list(spec), self.trials, self.epochs or recipe_epochs,
-                    weights=weights, precision=precision, compiled=self.compiled, checkpoint=checkpoint)
+                    weights=weights, precision=precision, compiled=compiled, checkpoint=checkpoint)
 
 
-GRID_KEYS = ("submission", "dataset", "folds", "trials", "epochs", "random_init")
+GRID_KEYS = ("submission", "dataset", "folds", "trials", "epochs", "random_init", "compile")
 
 
 def read_grid_file(path: Path) -> list[Cell]:

@@ -78,15 +78,18 @@ def run_one(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, 
     with switches(device):
         generator = seed_everything(run.seed)
         data = data or load_dataset(spec, data_root, sub.frontend.sample_rate)
+        marks = {"data": time.perf_counter()}
         if not (data.folds == run.fold).any():
             raise DatasetError(f"fold {run.fold} of {spec.name} is empty; it has folds 1..{spec.num_folds}")
         split = split_for(data.folds, data.y, run.fold, sub.recipe.val_fraction, run.seed)
-        fitted, pred = _train_and_test(with_weights(sub, run), spec, run, device, data, split, generator, on_epoch)
-    return _record(sub, spec, run, device, data, split, fitted, pred, time.perf_counter() - start)
+        fitted, pred = _train_and_test(with_weights(sub, run), spec, run, device, data, split, generator, on_epoch,
+                                       marks)
+    phases = {f"{name}_s": round(at - start, 3) for name, at in marks.items()}
+    return _record(sub, spec, run, device, data, split, fitted, pred, time.perf_counter() - start, phases)
 
 
 def _train_and_test(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data: Dataset, split: Split,
-                    generator: torch.Generator, on_epoch) -> tuple[FitResult, np.ndarray]:
+                    generator: torch.Generator, on_epoch, marks: dict[str, float]) -> tuple[FitResult, np.ndarray]:
     """Fit on ``split.train`` (selecting on ``split.val``); predict ``split.test`` once, at the end."""
     def prepare(frontend: nn.Module):
         """Training and validation features through ``frontend``, normalised by training statistics."""
@@ -96,12 +99,13 @@ def _train_and_test(sub: Submission, spec: DatasetSpec, run: Run, device: torch.
         return norm(raw), x_val, norm
 
     features, x_val, normalize = prepare(sub.frontend)
+    marks["features"] = time.perf_counter()
     y = lambda idx: torch.from_numpy(data.y[idx]).to(device) if len(idx) else None
     model = build_model(sub, spec.num_classes, input_shape=tuple(features.shape[1:])).to(device)
     check_output_shape(sub, model, features[:2].to(device), spec.num_classes)
     model = place_model(model, device, features.dim(), run.precision, run.compiled)
     ctx = TrainContext(sub, model, features, y(split.train), x_val, y(split.val), run.epochs, spec.num_classes,
-                       device, generator, on_epoch, lambda fe: prepare(fe)[:2], spec.name, run.precision)
+                       device, generator, on_epoch, lambda fe: prepare(fe)[:2], spec.name, run.precision, marks)
     fitted = (sub.fit or fit_default)(ctx)
     del ctx, features
     # the test fold reaches the model only here, after training and model selection are over
@@ -110,7 +114,7 @@ def _train_and_test(sub: Submission, spec: DatasetSpec, run: Run, device: torch.
 
 
 def _record(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data: Dataset, split: Split,
-            fitted: FitResult, pred: np.ndarray, seconds: float) -> RunRecord:
+            fitted: FitResult, pred: np.ndarray, seconds: float, phases: dict[str, float]) -> RunRecord:
     config = run_config(sub, spec, run)
     return RunRecord(
         run, config, config_hash(config), sub.source_hash(), spec.version, data.fold_fingerprint,
@@ -120,7 +124,7 @@ def _record(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, 
         metrics=classification_metrics(data.y[split.test], pred, spec.num_classes),
         predictions=pred.tolist(), curves=fitted.curves, git=git_state(), versions=package_versions(),
         device=device.type, hardware=hardware(device), wall_time_s=round(seconds, 3),
-        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), phases=phases)
 
 
 def attempt(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data_root: Path | None,

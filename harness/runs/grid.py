@@ -114,8 +114,10 @@ class _Grid:
         self.bar.update()
         if isinstance(record, RunRecord):
             self.report.done.append(path)
+            first = (record.phases or {}).get("first_step_s")
             self.bar.write(f"  fold {run.fold} trial {run.trial}: accuracy {record.accuracy:.4f} "
-                           f"macro-F1 {record.macro_f1:.4f} ({record.wall_time_s:.1f} s)")
+                           f"macro-F1 {record.macro_f1:.4f} ({record.wall_time_s:.1f} s"
+                           + (f", first step after {first:.1f} s)" if first is not None else ")"))
         else:
             self.report.failed.append((path, record.error))
 

@@ -19,6 +19,7 @@ from harness.runs.run import Run, RunError
 
 SCHEMA = 2  # 2: records hold their run identity (harness.runs.run) and live at Run.path
 IDENTITY = ("submission", "dataset", "epochs", "fold", "trial")  # copied beside "run" for readers of the JSON
+OPTIONAL = ("migrated_from", "phases")  # absent from records written before they existed
 
 
 class RecordError(HarnessError):
@@ -72,6 +73,7 @@ class RunRecord:
     wall_time_s: float
     finished_at: str
     migrated_from: str | None = None
+    phases: dict[str, float] | None = None  # seconds from the run's start: data loaded, features, first step
     status: ClassVar[str] = "ok"
 
     def __post_init__(self):
@@ -89,15 +91,16 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "run"}
-        if body["migrated_from"] is None:
-            del body["migrated_from"]
+        for optional in OPTIONAL:
+            if body[optional] is None:
+                del body[optional]
         return {**_header(self.run, self.status), **body, "seed": self.run.seed,
                 "precision": self.run.precision, "compiled": self.run.compiled}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "RunRecord":
         names = [f.name for f in dataclasses.fields(cls) if f.name != "run"]
-        if missing := [n for n in names if n not in data and n != "migrated_from"]:
+        if missing := [n for n in names if n not in data and n not in OPTIONAL]:
             raise RecordError(f"no provenance (missing {', '.join(missing)})")
         return cls(_run_of(data, cls.status), **{n: data.get(n) for n in names})
 

@@ -29,7 +29,8 @@ from harness.frontends.augment import global_stats, normalize_global
 from harness.frontends.features import LogMel
 from harness.runs.execute import build_model
 from harness.runs.reference import WavItems, plain_step
-from harness.training.device import place_model, resolve_precision
+from harness.runs.limit import flops_per_sample, minimal_loop
+from harness.training.device import autocast, place_model, resolve_precision
 from harness.training.features import compute_features
 from harness.training.loop import TrainContext, train_epochs
 from harness.training.submission import Recipe, Submission, get_submission
@@ -105,12 +106,13 @@ def _peak_memory(device: torch.device) -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def _setup(work: Workload, device: torch.device, num_classes: int, input_shape, precision: str | None):
+def _setup(work: Workload, device: torch.device, num_classes: int, input_shape, precision: str | None,
+           compiled: bool = False):
     """Model and optimiser; ``precision`` None is the reference's plain fp32 model, untuned."""
     torch.manual_seed(0)
     model = build_model(dataclasses.replace(work.submission, pretrained=False), num_classes, input_shape).to(device)
     if precision is not None:
-        model = place_model(model, device, 1 + len(input_shape), precision)
+        model = place_model(model, device, 1 + len(input_shape), precision, compiled)
     return model, torch.optim.AdamW(model.parameters(), lr=work.submission.recipe.lr)
 
 
@@ -140,8 +142,10 @@ def run_reference(work: Workload, paths: list[Path], labels: np.ndarray, steps: 
 
 
 def run_engine(work: Workload, paths: list[Path], labels: np.ndarray, steps: int, device: torch.device,
-               precision: str = "fp32") -> tuple[float, float]:
-    """(seconds for decode once + features once, seconds for ``steps`` training steps after a warm-up step).
+               precision: str = "fp32", compiled: bool = False) -> dict[str, float]:
+    """Seconds of the engine: ``prepare`` (decode once + features once), ``first_step`` (model,
+    compile and one step after that), ``train`` (``steps`` further steps), and the model's
+    ``flops`` per training sample; ``minimal`` is the minimal loop's ``steps`` on the same features.
 
     ``precision`` is resolved already: "bf16" or "fp32".
     """
@@ -153,7 +157,8 @@ def run_engine(work: Workload, paths: list[Path], labels: np.ndarray, steps: int
     feats = normalize_global(feats, mean, std)
     _sync(device)
     prepare = time.perf_counter() - start
-    model, opt = _setup(work, device, int(labels.max()) + 1, tuple(feats.shape[1:]), precision)
+    setup = time.perf_counter()
+    model, opt = _setup(work, device, int(labels.max()) + 1, tuple(feats.shape[1:]), precision, compiled)
     sub = work.submission.with_recipe(batch_size=work.batch_size)
     y = torch.from_numpy(labels).to(device)
     ctx = lambda count: TrainContext(sub, model, feats[:count], y[:count], None, None, 1, int(labels.max()) + 1, device,
@@ -161,14 +166,24 @@ def run_engine(work: Workload, paths: list[Path], labels: np.ndarray, steps: int
     constant = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     train_epochs(ctx(work.batch_size), model, opt, constant, 1)  # warm-up step
     _sync(device)
+    first_step = time.perf_counter() - setup
     start = time.perf_counter()
     train_epochs(ctx(steps * work.batch_size), model, opt, constant, 1)
     _sync(device)
-    return prepare, time.perf_counter() - start
+    seconds = {"prepare": prepare, "first_step": first_step, "train": time.perf_counter() - start}
+    probe = feats[:work.batch_size].to(device)
+    fresh = lambda: build_model(dataclasses.replace(work.submission, pretrained=False), int(labels.max()) + 1,
+                                tuple(feats.shape[1:])).to(device)
+    with autocast(device, precision):
+        seconds["flops"] = flops_per_sample(fresh(), probe)
+    seconds["minimal_first_step"], seconds["minimal"] = minimal_loop(
+        fresh(), feats, y, work.batch_size, steps, device, precision, compiled)
+    return seconds
 
 
-def measure(work: Workload, steps: int, device: torch.device, precision: str = "auto") -> dict:
-    """Both pipelines on the same files; throughputs, their ratio, memory and projected wall times."""
+def measure(work: Workload, steps: int, device: torch.device, precision: str = "auto", compiled: bool = False) -> dict:
+    """Both pipelines and the minimal loop on the same files: throughputs, their ratios, FLOPs,
+    memory, time to the first step and projected wall times."""
     precision = resolve_precision(precision, device)
     n_items = (steps + 1) * work.batch_size
     labels = np.arange(n_items) % 10
@@ -179,18 +194,21 @@ def measure(work: Workload, steps: int, device: torch.device, precision: str = "
         ref_s = run_reference(work, paths, labels, steps, device)
         ref_mem = _peak_memory(device)
         _reset_peak_memory(device)
-        prepare_s, engine_s = run_engine(work, paths, labels, steps, device, precision)
+        engine = run_engine(work, paths, labels, steps, device, precision, compiled)
         engine_mem = _peak_memory(device)
     samples = steps * work.batch_size
-    ref_tput, engine_tput = samples / ref_s, samples / engine_s
+    ref_tput, engine_tput, minimal_tput = samples / ref_s, samples / engine["train"], samples / engine["minimal"]
     run_samples = work.train_clips * work.epochs
-    prepare_per_clip = prepare_s / n_items
+    prepare_per_clip = engine["prepare"] / n_items
     engine_run = run_samples / engine_tput + prepare_per_clip * work.train_clips * 1.25  # + features of the test fold
     return {
         "workload": work.name, "device": str(device), "steps": steps, "batch_size": work.batch_size,
-        "reference_precision": "fp32", "engine_precision": precision,
+        "reference_precision": "fp32", "engine_precision": precision, "compiled": compiled,
         "reference_samples_per_s": ref_tput, "engine_samples_per_s": engine_tput, "ratio": engine_tput / ref_tput,
-        "reference_peak_gib": ref_mem, "engine_peak_gib": engine_mem, "engine_prepare_s": prepare_s,
+        "minimal_samples_per_s": minimal_tput, "engine_vs_minimal": engine_tput / minimal_tput,
+        "gflop_per_sample": engine["flops"] / 1e9, "engine_tflop_per_s": engine["flops"] * engine_tput / 1e12,
+        "reference_peak_gib": ref_mem, "engine_peak_gib": engine_mem, "engine_prepare_s": engine["prepare"],
+        "engine_first_step_s": engine["first_step"], "minimal_first_step_s": engine["minimal_first_step"],
         "projected_run_s": {"reference": run_samples / ref_tput, "engine": engine_run},
         "projected_grid_s": {"reference": work.grid_runs * run_samples / ref_tput, "engine": work.grid_runs * engine_run},
         "run": f"{work.epochs} epochs x {work.train_clips} clips", "grid_runs": work.grid_runs,
@@ -206,8 +224,8 @@ def _engine_in_worker(name: str, steps: int, device: str, threads: int, precisio
     n_items = (steps + 1) * work.batch_size
     with tempfile.TemporaryDirectory() as tmp:
         pool = write_wavs(Path(tmp), min(n_items, 256), work.sample_rate, work.seconds)
-        _, seconds = run_engine(work, [pool[i % len(pool)] for i in range(n_items)], np.arange(n_items) % 10, steps,
-                                torch.device(device), precision)
+        seconds = run_engine(work, [pool[i % len(pool)] for i in range(n_items)], np.arange(n_items) % 10, steps,
+                             torch.device(device), precision)["train"]
     return seconds, steps * work.batch_size
 
 
@@ -234,3 +252,22 @@ def side_by_side(name: str, steps: int, device: torch.device, workers: int, prec
             "aggregate_samples_per_s": results[workers], "gain": results[workers] / results[1]}
 
 
+
+
+def speed_table(rows: list[dict], device_type: str) -> str:
+    """The figures of ``measure`` as one markdown table."""
+    from tabulate import tabulate
+
+    mem = "peak GPU GiB" if device_type == "cuda" else "peak RSS GiB"
+    return tabulate([[r["workload"], r["steps"], r["batch_size"], f"{r['gflop_per_sample']:.2f}",
+                      f"{r['reference_samples_per_s']:.1f}", f"{r['engine_samples_per_s']:.1f}",
+                      f"{r['minimal_samples_per_s']:.1f}", f"{r['ratio']:.2f}x", f"{r['engine_vs_minimal']:.2f}x",
+                      f"{r['engine_tflop_per_s']:.1f}", f"{r['engine_prepare_s']:.1f} + {r['engine_first_step_s']:.1f}",
+                      f"{r['reference_peak_gib']:.2f} / {r['engine_peak_gib']:.2f}",
+                      f"{r['projected_run_s']['reference']:.0f} / {r['projected_run_s']['engine']:.0f}",
+                      f"{r['projected_grid_s']['reference'] / 60:.1f} / {r['projected_grid_s']['engine'] / 60:.1f}"]
+                     for r in rows],
+                    ["workload", "steps", "batch", "GFLOP/sample", "reference samples/s", "engine samples/s",
+                     "minimal loop samples/s", "engine/reference", "engine/minimal", "engine TFLOP/s",
+                     "time to first step s (features + first step)", f"{mem} (ref / engine)",
+                     "one run s (ref / engine)", "grid min (ref / engine)"], tablefmt="github")

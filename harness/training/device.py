@@ -7,7 +7,9 @@ device does not change how the next one, or the caller's own code, computes.
 from __future__ import annotations
 
 import os
+import shutil
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -71,14 +73,65 @@ def switches(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
 
 
+COMPILE_CHOICES = ("auto", "on", "off")
+_compiled: dict[tuple, tuple[nn.Module, nn.Module]] = {}  # architecture -> (module, its compiled wrapper)
+
+
+def resolve_compile(choice: str, device: torch.device, say=print, small: bool = False) -> bool:
+    """``auto`` is on for CUDA when torch.compile works there (a one-line message says why not
+    when it does not) and the model is not ``small`` (too little work per run to pay for its
+    compilation); off on CPU, where runs are locked bit for bit in eager mode."""
+    if choice not in COMPILE_CHOICES:
+        raise HarnessError(f"--compile {choice!r}: use one of {', '.join(COMPILE_CHOICES)}")
+    if choice != "auto":
+        return choice == "on"
+    if device.type != "cuda" or small:
+        return False
+    if problem := compile_problem(device):
+        say(f"torch.compile does not work on {device} here ({problem}); training eagerly (--compile off)")
+    return problem is None
+
+
+def compile_problem(device: torch.device) -> str | None:
+    """Why inductor cannot generate code for ``device``, or None: Triton for a GPU, a C++ compiler
+    for the CPU. Checked without compiling anything (a trial compile cost 16 s of start-up)."""
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return None if has_triton() else "Triton is missing or does not support this GPU"
+    compiler = os.environ.get("CXX", "g++")
+    return None if shutil.which(compiler) else f"no C++ compiler ({compiler}) for inductor's CPU code"
+
+
+def use_compile_cache(folder: Path) -> None:
+    """Keep inductor's and Triton's caches in ``folder`` (the data root's), unless the user chose
+    their own, so that a second process finds the kernels the first one compiled."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder / "inductor"))
+    os.environ.setdefault("TRITON_CACHE_DIR", str(folder / "triton"))
+
+
 def place_model(model: nn.Module, device: torch.device, input_dims: int, precision: str = "fp32",
                 compile_model: bool = False) -> nn.Module:
     """The model on ``device``: channels_last for image-like input on CUDA and in bf16 (oneDNN's
-    fast layout on CPU); optionally torch.compile. fp32 on CPU stays exactly as plain PyTorch runs it.
+    fast layout on CPU); optionally compiled. fp32 on CPU stays exactly as plain PyTorch runs it.
 
-    ``precision`` is resolved already: "bf16" or "fp32".
+    A model is compiled once per process and architecture: a later run of the same architecture
+    gets the same compiled module with its own initial weights copied in, so folds and trials
+    after the first start without compiling. ``precision`` is resolved already: "bf16" or "fp32".
     """
     model = model.to(device)
     if input_dims == 4 and (device.type == "cuda" or precision == "bf16"):
         model = model.to(memory_format=torch.channels_last)
-    return torch.compile(model) if compile_model else model
+    if not compile_model:
+        return model
+    key = (repr(model), tuple((k, tuple(v.shape), v.dtype, v.stride()) for k, v in model.state_dict().items()),
+           str(device))
+    if key not in _compiled:
+        _compiled[key] = (model, torch.compile(model))
+        return _compiled[key][1]
+    module, compiled = _compiled[key]
+    module.load_state_dict(model.state_dict())  # this run's initial weights and buffers
+    module.zero_grad(set_to_none=True)
+    for p in module.parameters():
+        p.requires_grad_(True)
+    return compiled.train()

@@ -106,7 +106,7 @@ def test_wrong_content_fingerprint_imports_nothing(archive, tiny_catalog, tmp_pa
 
 def test_offline_download_says_what_to_do(tiny_catalog, tmp_path):
     spec = load_catalog(tiny_catalog(url="http://127.0.0.1:9/tiny.tar.gz")).get("tiny")
-    with pytest.raises(DatasetError, match="bench fetch NAME --from"):
+    with pytest.raises(DatasetError, match="bench fetch tiny --from"):
         fetch(spec, tmp_path / "data")
 
 

@@ -37,14 +37,15 @@ class Model(nn.Module):
 
 @register_submission
 def {name}():
+    """{doc}"""
     return Submission(frontend=LogMel(8000, n_mels=16), model={model}, recipe=Recipe(batch_size=4))
 '''
 GOOD_FORWARD = "self.fc(x.mean((1, 2, 3))[:, None])"
 
 
-def broken(tmp_path, name, forward=GOOD_FORWARD, model="Model"):
+def broken(tmp_path, name, forward=GOOD_FORWARD, model="Model", doc="A test submission made to fail one check."):
     path = tmp_path / f"{name}.py"
-    path.write_text(BROKEN.format(name=name, forward=forward, model=model))
+    path.write_text(BROKEN.format(name=name, forward=forward, model=model, doc=doc))
     load_submissions()
     load_submission_file(path)
     return path
@@ -66,10 +67,16 @@ def test_check_fails_broken_submissions_with_a_clear_message(tmp_path, name, for
     assert message in failures[0].message and str(path) in failures[0].message
 
 
+def test_check_fails_an_undocumented_submission_as_the_test_suite_would(tmp_path):
+    path = broken(tmp_path, "undocumented", doc="")
+    failures = [f for f in check_submission("undocumented") if not f.ok]
+    assert [f.step for f in failures] == ["docstring"] and str(path) in failures[0].message
+
+
 def test_check_command_passes_a_good_submission_and_fails_a_broken_one(tmp_path):
     broken(tmp_path, "wrong_shape_cli", model="lambda num_classes: Model(num_classes, outputs=2)")
     out = CliRunner().invoke(main, ["check", "small_cnn"])
-    assert out.exit_code == 0 and "small_cnn: OK (8/8 checks passed)" in out.output
+    assert out.exit_code == 0 and "small_cnn: OK (9/9 checks passed)" in out.output
     out = CliRunner().invoke(main, ["check", "wrong_shape_cli"])
     assert out.exit_code == 1 and "model output shape" in out.output
 

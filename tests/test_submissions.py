@@ -10,6 +10,7 @@ from harness.data.fetch import fetch
 from harness.frontends.render import render_images
 from harness.runs.run import Run
 from harness.runs.execute import run_one
+from harness.runs.check import documented
 from harness.training.submission import Published, get_submission, load_submissions
 from harness.data.datasets import load_dataset
 
@@ -19,7 +20,7 @@ NAMES = list(load_submissions())
 @pytest.mark.parametrize("name", NAMES)
 def test_submission_declares_itself(name):
     sub = get_submission(name)
-    assert sub.doc, f"{sub.source_file}: {name}() needs a docstring saying what it is"
+    assert documented(sub).ok, documented(sub).message  # the contract bench check applies
     params = json.loads(json.dumps(sub.params()))  # every hyperparameter reads back as plain data
     assert params["recipe"]["epochs"] > 0 and params["frontend"]["name"]
     for dataset, entries in sub.published.items():  # each entry was checked as a Published when made

@@ -121,6 +121,8 @@ def _run(obj: Context, cell, device: str, workers: str = "auto"):
     from harness.training.device import resolve_compile, resolve_device, resolve_precision, use_compile_cache
 
     sub, spec, dev = get_submission(cell.submission), obj.catalog.get(cell.dataset), resolve_device(device)
+    if spec.kind != "synthetic":
+        verified_folder(spec, obj.data_root)  # a missing dataset stops here: no run starts, nothing is written
     use_compile_cache(obj.data_root / "compile-cache")
     small = dev.type == "cuda" and "auto" in (workers, cell.compile) and is_small(sub, spec)
     runs = cell.runs(sub.model_name, sub.pretrained, sub.recipe.epochs, spec, resolve_precision(cell.precision, dev),
@@ -265,7 +267,11 @@ def _names(name: str | None, all_: bool) -> list[str]:
 
 def _registered_in(path: Path) -> list[str]:
     """The submissions a file registers (CI checks those of every file a pull request touches)."""
+    from harness.training.submission import BROKEN
+
     registry = load_submissions()
+    if why := next((why for file, why in BROKEN.items() if Path(file).resolve() == path.resolve()), None):
+        raise click.ClickException(why)
     names = [n for n in registry if Path(inspect.getsourcefile(registry.get(n))).resolve() == path.resolve()]
     if not names:
         raise click.UsageError(f"{path} registers no submission: put it in submissions/ and decorate each "

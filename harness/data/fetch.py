@@ -43,7 +43,7 @@ def content_fingerprint(folder: Path) -> str:
 
 # --- download ----------------------------------------------------------------------------
 
-def download(url: str, dest: Path, expected_sha256: str = "") -> Path:
+def download(url: str, dest: Path, expected_sha256: str = "", name: str = "NAME") -> Path:
     """Download ``url`` to ``dest``, resuming a ``dest.part`` left by an interrupted attempt.
 
     A completed file whose sha256 differs from ``expected_sha256`` is deleted and reported.
@@ -64,7 +64,7 @@ def download(url: str, dest: Path, expected_sha256: str = "") -> Path:
     except (urllib.error.URLError, OSError) as err:
         raise DatasetError(
             f"cannot reach {url} ({getattr(err, 'reason', err)}). If this machine is offline, download "
-            f"the archive elsewhere and run `bench fetch NAME --from ARCHIVE_OR_FOLDER`."
+            f"the archive elsewhere and run `bench fetch {name} --from ARCHIVE_OR_FOLDER`."
         ) from None
     if response is not None:
         with response:
@@ -211,7 +211,7 @@ def _fetch_into(spec: DatasetSpec, root: Path, from_path: Path | None, skip_bad:
             raise DatasetError(f"{spec.name} has no download url; import a local copy with `bench fetch {spec.name} --from PATH`")
         downloads = root / "downloads"
         downloads.mkdir(exist_ok=True)
-        from_path = download(spec.url, downloads / Path(spec.url).name, spec.archive_sha256)
+        from_path = download(spec.url, downloads / Path(spec.url).name, spec.archive_sha256, spec.name)
     if from_path.is_file():
         if spec.archive_sha256 and sha256_file(from_path) != spec.archive_sha256:
             raise DatasetError(f"{from_path}: sha256 does not match the declared archive_sha256; nothing was extracted")

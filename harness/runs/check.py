@@ -104,13 +104,21 @@ def _model_steps(model: torch.nn.Module, feats: torch.Tensor, y: torch.Tensor, n
     return True
 
 
+def documented(sub: Submission) -> Finding:
+    """A submission says what it is: its factory's docstring is its documentation."""
+    return Finding("docstring", bool(sub.doc.strip()), f"{sub.source_file}: {sub.name}() needs a docstring saying "
+                                                       f"what it is (its seed, model and recipe)")
+
+
 def check_submission(name: str) -> list[Finding]:
     """Run every contract step; stops at the first step that makes the rest meaningless."""
     try:
         sub = dataclasses.replace(get_submission(name), pretrained=False)
     except Exception as err:
         return [Finding("loads", False, str(err))]
-    findings = [Finding("loads", True)]
+    findings = [Finding("loads", True), documented(sub)]
+    if not findings[-1].ok:
+        return findings
     try:
         for finding in _steps(sub, sub.source_file):
             findings.append(finding)

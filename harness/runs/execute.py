@@ -122,7 +122,7 @@ def _record(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, 
         tta=sub.tta, excluded_files=list(data.excluded),
         n_train=int(len(split.train)), n_val=int(len(split.val)), n_test=int(len(split.test)),
         metrics=classification_metrics(data.y[split.test], pred, spec.num_classes),
-        predictions=pred.tolist(), curves=fitted.curves, git=git_state(), versions=package_versions(),
+        predictions=pred.tolist(), curves=fitted.curves, git=git_state(sub.source_file), versions=package_versions(),
         device=device.type, hardware=hardware(device), wall_time_s=round(seconds, 3),
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), phases=phases)
 

@@ -101,11 +101,16 @@ def build_submission(name: str) -> Submission | str:
         return f"submission cannot be built ({err})"
 
 
-def git_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+def git_state(source_file: str = "") -> dict[str, Any]:
+    """The commit, and whether the code that ran differs from it: a changed tracked file, or a
+    submission file git does not track (its code is in no commit)."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
     try:
-        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        commit = git("rev-parse", "HEAD").stdout.strip() or None
+        changed = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+        untracked = bool(source_file) and git("ls-files", "--error-unmatch", source_file).returncode != 0
+        return {"commit": commit, "dirty": changed or untracked}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 

@@ -24,7 +24,7 @@ from torch import nn
 from harness.data.catalog import PROJECT_ROOT
 from harness.core.errors import SubmissionError
 from harness.frontends.features import Frontend
-from harness.core.registry import Registry, did_you_mean
+from harness.core.registry import DuplicateNameError, Registry, did_you_mean
 
 SUBMISSIONS_DIR = PROJECT_ROOT / "submissions"
 
@@ -210,18 +210,37 @@ def load_submission_file(path: Path) -> None:
         raise SubmissionError(f"{user_frame(err, path)}: cannot import submission ({type(err).__name__}: {err})") from err
 
 
+BROKEN: dict[str, str] = {}  # submission file -> why it cannot be imported
+
+
 def load_submissions(folder: Path | None = None) -> Registry[Callable[[], Submission]]:
-    """Import every ``*.py`` in the submissions folder (once) and return the registry."""
+    """Import every ``*.py`` in the submissions folder (once) and return the registry.
+
+    A file that cannot be imported is reported once on stderr and left out (``BROKEN``), so one
+    broken plug-in does not stop commands that do not need it. A name registered twice stays an
+    error naming both files.
+    """
     folder = Path(folder or SUBMISSIONS_DIR)
     for path in sorted(folder.glob("*.py")):
-        if not path.name.startswith("_") and f"submissions.{path.stem}" not in sys.modules:
-            load_submission_file(path)
+        if not path.name.startswith("_") and f"submissions.{path.stem}" not in sys.modules \
+                and str(path) not in BROKEN:
+            try:
+                load_submission_file(path)
+            except SubmissionError as err:
+                if isinstance(err.__cause__, DuplicateNameError):
+                    raise  # two plug-ins under one name: which one a run means is not for us to guess
+                BROKEN[str(path)] = str(err)
+                print(f"skipped a broken submission file: {err}", file=sys.stderr)
     return SUBMISSIONS
 
 
 def get_submission(name: str) -> Submission:
     """Build a registered submission, filled in with its name, docstring and source file."""
-    factory = load_submissions().get(name)
+    registry = load_submissions()
+    if name not in registry and BROKEN:
+        raise SubmissionError(f"unknown submission {name!r}; it may be in a file that cannot be imported: "
+                              + "; ".join(BROKEN.values()))
+    factory = registry.get(name)
     path = Path(inspect.getsourcefile(factory))
     try:
         sub = factory()

@@ -1,0 +1,47 @@
+"""What a new user hits in their first hour: a missing dataset, a broken plug-in beside working
+ones, an untracked submission file (an offline download: tests/test_fetch.py; an undocumented
+submission: tests/test_reproducibility.py)."""
+import pytest
+from click.testing import CliRunner
+
+from harness.cli.commands import main
+from harness.data.catalog import PROJECT_ROOT
+from harness.runs.provenance import git_state
+from harness.training import submission as S
+
+
+def test_a_dataset_not_fetched_stops_the_run_before_it_starts_and_writes_nothing(tmp_path):
+    out = CliRunner().invoke(main, ["--data-root", str(tmp_path / "data"), "--results", str(tmp_path / "results"),
+                                    "run", "-s", "small_cnn", "-d", "esc50", "--epochs", "1"])
+    assert out.exit_code == 1 and "Run `bench fetch esc50`" in out.output
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture
+def broken_plugin(tmp_path, monkeypatch):
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    (folder / "typo.py").write_text("from harness import Submission\n\ndef oops(:\n    pass\n")
+    monkeypatch.setattr(S, "SUBMISSIONS_DIR", folder)
+    monkeypatch.setattr(S, "BROKEN", {})
+    return folder / "typo.py"
+
+
+def test_a_broken_submission_file_is_reported_and_skipped(broken_plugin):
+    out = CliRunner().invoke(main, ["list"])
+    assert out.exit_code == 0 and "small_cnn" in out.stdout
+    assert f"skipped a broken submission file: {broken_plugin}" in out.stderr and "SyntaxError" in out.stderr
+    out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--folds", "1", "--epochs", "1", "--device", "cpu"])
+    assert out.exit_code == 0, out.output
+    out = CliRunner().invoke(main, ["check", str(broken_plugin)])
+    assert out.exit_code == 1 and "cannot import submission (SyntaxError" in out.output
+    out = CliRunner().invoke(main, ["run", "-s", "oops"])
+    assert out.exit_code == 1 and "it may be in a file that cannot be imported" in out.output
+
+
+def test_a_result_of_an_untracked_submission_file_says_its_code_is_in_no_commit(tmp_path):
+    untracked = tmp_path / "mine.py"
+    untracked.write_text("")
+    assert git_state(str(untracked))["dirty"] is True
+    tracked = str(PROJECT_ROOT / "submissions" / "small_cnn.py")
+    assert git_state(tracked)["dirty"] == git_state()["dirty"]

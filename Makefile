@@ -19,8 +19,8 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 leaderboard: $(STAMP)
-	$(BIN)/bench grid
-	$(BIN)/bench leaderboard
+	$(BIN)/bench grid --results results
+	$(BIN)/bench leaderboard --results results
 
 bench: $(STAMP)
 	$(BIN)/bench speed --workers 2

@@ -45,3 +45,30 @@ def test_a_result_of_an_untracked_submission_file_says_its_code_is_in_no_commit(
     assert git_state(str(untracked))["dirty"] is True
     tracked = str(PROJECT_ROOT / "submissions" / "small_cnn.py")
     assert git_state(tracked)["dirty"] == git_state()["dirty"]
+
+
+def test_store_options_work_after_the_subcommand_and_a_users_runs_have_their_own_home(tmp_path, monkeypatch):
+    out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--folds", "1", "--epochs", "1", "--device", "cpu",
+                                    "--results", str(tmp_path / "mine"), "--data-root", str(tmp_path / "d")])
+    assert out.exit_code == 0, out.output
+    assert len(list((tmp_path / "mine").rglob("fold1-trial1.json"))) == 1
+    monkeypatch.delenv("BENCH_RESULTS")
+    from harness.runs.store import PUBLISHED_RESULTS, results_root
+
+    assert results_root() != PUBLISHED_RESULTS and results_root().name == "results"
+
+
+def test_the_leaderboard_touches_only_the_figures_it_wrote(tmp_path):
+    board = tmp_path / "mine" / "board.md"
+    board.parent.mkdir()
+    theirs = board.parent / "curves-theirs.svg"
+    theirs.write_text("<svg/>")
+    run = ["run", "-s", "small_cnn", "--folds", "1", "--device", "cpu", "--results", str(tmp_path / "r")]
+    assert CliRunner().invoke(main, run + ["--epochs", "1"]).exit_code == 0
+    assert CliRunner().invoke(main, ["leaderboard", "--results", str(tmp_path / "r"), "--output", str(board)]).exit_code == 0
+    assert (board.parent / "curves-synthetic-e1.svg").exists()
+    (tmp_path / "r" / "synthetic" / "small_cnn" / "e1" / "scratch-fp32" / "fold1-trial1.json").unlink()
+    assert CliRunner().invoke(main, run + ["--epochs", "2"]).exit_code == 0
+    assert CliRunner().invoke(main, ["leaderboard", "--results", str(tmp_path / "r"), "--output", str(board)]).exit_code == 0
+    assert not (board.parent / "curves-synthetic-e1.svg").exists()  # its own old figure, gone
+    assert (board.parent / "curves-synthetic-e2.svg").exists() and theirs.exists()

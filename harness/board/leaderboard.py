@@ -6,6 +6,7 @@ listed with the reason they were left out.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,18 @@ def render(results_root: Path, submissions: Registry, specs: Registry[DatasetSpe
         lines += ["## Not ranked", "", tabulate([[p.relative_to(results_root).as_posix(), why] for p, why in excluded],
                                                 ["result file", "why"], tablefmt="github"), ""]
     return "\n".join(lines + [RULES]), _figures(tables)
+
+
+def write(output: Path, text: str, figures: dict[str, str]) -> None:
+    """Write the markdown and its figures beside it. Only figures the previous board at ``output``
+    linked are removed; any other file in that folder is not the board's to touch."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    old = set(re.findall(r"\]\((curves-[\w.\-]+\.svg)\)", output.read_text())) if output.exists() else set()
+    for name in old - set(figures):
+        (output.parent / name).unlink(missing_ok=True)
+    output.write_text(text)
+    for name, svg in figures.items():
+        (output.parent / name).write_text(svg)
 
 
 def _figures(tables: dict[Table, list[Entry]]) -> dict[str, str]:

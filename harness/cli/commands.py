@@ -17,7 +17,7 @@ from harness.data import fetch as fetch_mod
 from harness.data.catalog import PROJECT_ROOT, load_catalog
 from harness.data.datasets import current_fold_fingerprint, data_root, load_dataset, verified_folder
 from harness.runs.cells import Cell, read_grid_file
-from harness.runs.store import read_result, results_root
+from harness.runs.store import PUBLISHED_RESULTS, read_result, results_root
 
 USER_ERRORS = (HarnessError, FileNotFoundError)  # anything else is a bug: its traceback shows
 DEFAULT_GRID = PROJECT_ROOT / "leaderboard" / "grid.toml"
@@ -58,6 +58,20 @@ class Context:
         self.catalog = load_catalog(datasets)
 
 
+def _store_option(name: str, attr: str, resolve, help: str):
+    """``--data-root`` / ``--results`` on a subcommand too (``bench run ... --results DIR``): it
+    replaces what the group's option or the environment chose."""
+    def set_root(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        if value is not None:
+            setattr(ctx.find_object(Context), attr, resolve(value))
+    return click.option(name, expose_value=False, callback=set_root, help=help)
+
+
+def store_options(command):
+    command = _store_option("--results", "results_root", results_root, "Result store (also before the subcommand).")(command)
+    return _store_option("--data-root", "data_root", data_root, "Dataset and cache folder (also before the subcommand).")(command)
+
+
 class BenchGroup(click.Group):
     """Turns the harness's own errors into one clear line instead of a traceback."""
     def invoke(self, ctx):
@@ -82,6 +96,7 @@ def main(ctx, data_root, results, datasets):
 
 
 @main.command("list")
+@store_options
 @click.pass_obj
 def list_(obj: Context):
     """Show the datasets and submissions."""
@@ -105,6 +120,7 @@ def list_(obj: Context):
               help="Import a local folder or archive instead of downloading.")
 @click.option("--force", is_flag=True, help="Re-import even if the dataset is present.")
 @click.option("--skip-bad", is_flag=True, help="Leave unreadable files out (recorded) instead of stopping.")
+@store_options
 @click.pass_obj
 def fetch(obj: Context, name: str, from_path: Path | None, force: bool, skip_bad: bool):
     """Download or import dataset NAME into the data root, verifying its fingerprint."""
@@ -152,6 +168,7 @@ def _run(obj: Context, cell, device: str, workers: str = "auto"):
 @WORKERS
 @COMPILE
 @PRECISION
+@store_options
 @click.pass_obj
 def run(obj: Context, device: str, workers: str, **cell):
     """Train and evaluate a submission on every (fold, trial); finished runs are skipped."""
@@ -164,6 +181,7 @@ def run(obj: Context, device: str, workers: str, **cell):
 @DEVICE
 @PRECISION
 @WORKERS
+@store_options
 @click.pass_obj
 def grid(obj: Context, grid_file: Path, device: str, precision: str, workers: str):
     """Run every missing run of the leaderboard grid whose dataset is available."""
@@ -182,21 +200,19 @@ def grid(obj: Context, grid_file: Path, device: str, precision: str, workers: st
 
 
 @main.command()
-@click.option("--output", type=click.Path(path_type=Path), default=PROJECT_ROOT / "leaderboard" / "README.md",
-              show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="[default: leaderboard/README.md for the project's results/, else leaderboard.md in the store]")
+@store_options
 @click.pass_obj
-def leaderboard(obj: Context, output: Path):
+def leaderboard(obj: Context, output: Path | None):
     """Render the markdown leaderboard from stored results."""
-    from harness.board.leaderboard import render
+    from harness.board.leaderboard import render, write
 
+    if output is None:
+        published = obj.results_root.resolve() == PUBLISHED_RESULTS.resolve()
+        output = PROJECT_ROOT / "leaderboard" / "README.md" if published else obj.results_root / "leaderboard.md"
     fingerprints = {n: fp for n in obj.catalog if (fp := current_fold_fingerprint(obj.catalog.get(n), obj.data_root))}
-    text, figures = render(obj.results_root, load_submissions(), obj.catalog, fingerprints)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
-    for old in output.parent.glob("curves-*.svg"):
-        old.unlink()
-    for name, svg in figures.items():
-        (output.parent / name).write_text(svg)
+    write(output, *render(obj.results_root, load_submissions(), obj.catalog, fingerprints))
     click.echo(f"wrote {output}")
 
     if found := owners.leftovers(obj.results_root):
@@ -206,6 +222,7 @@ def leaderboard(obj: Context, output: Path):
 
 @main.command()
 @click.option("--clean", is_flag=True, help="Remove the leftovers of crashed processes without asking.")
+@store_options
 @click.pass_obj
 def doctor(obj: Context, clean: bool):
     """Report what the data root and the result store hold, and what crashed processes left."""
@@ -225,6 +242,7 @@ def doctor(obj: Context, clean: bool):
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Say what would move; change nothing.")
+@store_options
 @click.pass_obj
 def migrate(obj: Context, dry_run: bool):
     """Move results stored before runs had identities (weights, precision, compile) to their runs' paths."""
@@ -245,6 +263,7 @@ def migrate(obj: Context, dry_run: bool):
 @click.argument("dataset")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--size", default=128, show_default=True, help="Image height and width in pixels.")
+@store_options
 @click.pass_obj
 def render_images_cmd(obj: Context, dataset: str, out: Path, size: int):
     """Render audio DATASET as class folders of mel-spectrogram PNGs in OUT (import with `bench fetch --from OUT`)."""
@@ -314,6 +333,7 @@ def lock(name: str | None, all_: bool):
 @click.option("--all", "all_", is_flag=True, help="Verify every registered submission's lock.")
 @click.option("--result", "result", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Instead, re-run one stored result file and compare its metrics.")
+@store_options
 @click.pass_obj
 def verify(obj: Context, name: str | None, all_: bool, result: Path | None):
     """Re-run locked smoke runs (or one stored result) and compare them exactly."""
@@ -343,6 +363,7 @@ def verify(obj: Context, name: str | None, all_: bool, result: Path | None):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures here.")
 @PRECISION
 @COMPILE
+@store_options
 @click.pass_obj
 def speed(obj: Context, workload: str, steps: int | None, device: str, workers: int, json_out: Path | None,
           precision: str, compile: str):
@@ -376,6 +397,7 @@ def speed(obj: Context, workload: str, steps: int | None, device: str, workers: 
 @click.option("--submission", "-s", default="small_cnn", show_default=True)
 @click.option("--dataset", "-d", default="fsdd", show_default=True)
 @click.option("--epochs", type=int, help="Epoch budget [default: the recipe's].")
+@store_options
 @click.pass_obj
 def speed_accuracy(obj: Context, submission: str, dataset: str, epochs: int | None):
     """Check the engine changes no accuracy: its stored runs against the plain loop on every fold (CPU)."""

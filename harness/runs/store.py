@@ -10,14 +10,23 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+import platformdirs
+
 from harness.data.catalog import PROJECT_ROOT
 from harness.core.faults import crash_point
 from harness.core.owners import temp_path
 from harness.runs.records import Record, RecordError, from_json, seal
 
 
+PUBLISHED_RESULTS = PROJECT_ROOT / "results"  # the published board's runs: `make leaderboard` stores here
+
+
 def results_root(override: str | Path | None = None) -> Path:
-    return Path(override or os.environ.get("BENCH_RESULTS") or PROJECT_ROOT / "results")
+    """Where results are stored: the argument, ``$BENCH_RESULTS``, or the user's data folder. A
+    user's own runs never land among the published board's (``results/``, from another machine),
+    where they would be skipped as finished or overwrite nothing of their own."""
+    root = override or os.environ.get("BENCH_RESULTS") or Path(platformdirs.user_data_dir("audio-bench")) / "results"
+    return Path(root).expanduser()
 
 
 def write_json_atomic(path: Path, record: dict[str, Any]) -> None:

@@ -106,7 +106,7 @@ def test_two_bench_runs_started_at_once_train_each_run_once(tmp_path):
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     trained = [int(line.split("): ")[1].split(" run")[0]) for out in outs for line in out.splitlines()
-               if line.startswith("small_cnn on synthetic (scratch-fp32, 1 epochs): ")]
+               if line.startswith("small_cnn on synthetic (scratch-fp32, 1 epoch): ")]
     assert sum(trained) == 4, outs  # no run trained twice, none lost
     files = sorted(p.name for p in (tmp_path / "results" / "synthetic" / "small_cnn" / "e1" / "scratch-fp32").iterdir())
     assert files == [f"fold{f}-trial1.json" for f in (1, 2, 3, 4)]

@@ -72,3 +72,16 @@ def test_the_leaderboard_touches_only_the_figures_it_wrote(tmp_path):
     assert CliRunner().invoke(main, ["leaderboard", "--results", str(tmp_path / "r"), "--output", str(board)]).exit_code == 0
     assert not (board.parent / "curves-synthetic-e1.svg").exists()  # its own old figure, gone
     assert (board.parent / "curves-synthetic-e2.svg").exists() and theirs.exists()
+
+
+def test_a_users_board_reads_plainly(tmp_path):
+    results = tmp_path / "r"
+    out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--folds", "1", "--epochs", "1", "--device", "cpu",
+                                    "--results", str(results)])
+    assert "(scratch-fp32, 1 epoch): 1 run, 0 already finished, 0 failed; accuracy " in out.output
+    assert CliRunner().invoke(main, ["leaderboard", "--results", str(results)]).exit_code == 0
+    text = (results / "leaderboard.md").read_text()
+    assert "### synthetic, 1 epoch\n" in text and " (1 run) " in text and "1 (1 fold × 1 trial)" in text
+    assert "± 0.00" not in text and "## esc50" not in text  # no seed-only tables on a user's own board
+    svg = (results / "curves-synthetic-e1.svg").read_text()
+    assert "<circle" in svg and ">2</text>" not in svg  # one epoch: one point, one tick

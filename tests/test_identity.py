@@ -49,7 +49,7 @@ def test_every_identity_of_one_cell_is_its_own_result_and_its_own_row(tmp_path, 
     expected = {"random-fp32", f"ckpt-{sha256_file(a)[:12]}-fp32", f"ckpt-{sha256_file(b)[:12]}-fp32"}
     assert {p.parent.name for p in (tmp_path / "results").rglob("*.json")} == expected
     for extra in variants:  # each is finished now, and only itself
-        assert ": 0 run, 1 already finished" in CliRunner().invoke(main, base + extra).output
+        assert ": 0 runs, 1 already finished" in CliRunner().invoke(main, base + extra).output
     ranked, excluded = collect(tmp_path / "results", load_submissions(), load_catalog())
     assert not excluded and len(aggregate(ranked)[("synthetic", 1)]) == 3
     text, _ = render(tmp_path / "results", load_submissions(), load_catalog())

@@ -41,7 +41,7 @@ def test_cli_run_then_leaderboard(tmp_path):
     out = cli.invoke(main, ["leaderboard", "--output", str(board)])
     assert out.exit_code == 0, out.output
     text = board.read_text()
-    assert "### synthetic, 2 epochs" in text and "small_cnn" in text and "2 (2 folds × 1 trials)" in text
+    assert "### synthetic, 2 epochs" in text and "small_cnn" in text and "2 (2 folds × 1 trial)" in text
     assert "standard deviation" in text and "fold 2" in text
     import xml.etree.ElementTree as ET
     svg = ET.parse(tmp_path / "curves-synthetic-e2.svg").getroot()  # the curves the board links to

@@ -7,21 +7,27 @@ COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 def curves_svg(title: str, series: dict[str, list[float]], y_label: str = "training loss",
-               width: int = 640, height: int = 320) -> str:
-    """A line chart of one value per epoch for each named series (e.g. mean loss over runs)."""
+               width: int = 640, height: int = 320, budget: int | None = None) -> str:
+    """A line chart of one value per epoch for each named series (e.g. mean loss over runs).
+
+    ``budget``: the table's epoch budget; series longer than it (fine-tuning's frozen epochs come
+    on top of the budget) say so on the x axis. A single epoch is drawn as points, centred.
+    """
     left, right, top, bottom = 56, 170, 28, 40
     values = [v for ys in series.values() for v in ys]
     lo, hi = min(values, default=0.0), max(values, default=1.0)
     hi = hi if hi > lo else lo + 1
     epochs = max((len(ys) for ys in series.values()), default=1)
-    px = lambda i: left + (width - left - right) * (i / max(epochs - 1, 1))
+    px = lambda i: left + (width - left - right) * (i / (epochs - 1) if epochs > 1 else 0.5)
+    x_label = "epoch" if budget is None or epochs <= budget else \
+        f"epoch (frozen fine-tuning epochs included: {epochs} for a budget of {budget})"
     py = lambda v: top + (height - top - bottom) * (1 - (v - lo) / (hi - lo))
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
              f'<rect width="{width}" height="{height}" fill="white"/>',
              f'<text x="{left}" y="16" font-size="13">{escape(title)}</text>',
              f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="black"/>',
              f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="black"/>',
-             f'<text x="{(width - right + left) / 2}" y="{height - 8}" text-anchor="middle">epoch</text>',
+             f'<text x="{(width - right + left) / 2}" y="{height - 8}" text-anchor="middle">{escape(x_label)}</text>',
              f'<text x="12" y="{(height - bottom + top) / 2}" transform="rotate(-90 12 {(height - bottom + top) / 2})" '
              f'text-anchor="middle">{escape(y_label)}</text>']
     for v in (lo, (lo + hi) / 2, hi):
@@ -31,6 +37,7 @@ def curves_svg(title: str, series: dict[str, list[float]], y_label: str = "train
     for n, (name, ys) in enumerate(series.items()):
         colour = COLOURS[n % len(COLOURS)]
         points = " ".join(f"{px(i):.1f},{py(v):.1f}" for i, v in enumerate(ys))
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>' if len(ys) > 1 else
+                     f'<circle cx="{px(0):.1f}" cy="{py(ys[0]):.1f}" r="3" fill="{colour}"/>')
         parts.append(f'<text x="{width - right + 8}" y="{top + 14 * n + 4}" fill="{colour}">{escape(name)}</text>')
     return "\n".join(parts + ["</svg>"])

@@ -33,6 +33,24 @@ COMPILE = click.option("--compile", "compile", default="auto", show_default=True
                        help="torch.compile the model, once per process (auto: on for CUDA where it works, off on CPU).")
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _summary(report) -> str:
+    """Accuracy over the runs just finished: the mean, and the std when there are several."""
+    from harness.runs.store import load_record
+
+    accs = [100 * load_record(path).accuracy for path in report.done]
+    if not accs:
+        return ""
+    mean = sum(accs) / len(accs)
+    if len(accs) == 1:
+        return f"; accuracy {mean:.2f} %"
+    std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5
+    return f"; accuracy {mean:.2f} ± {std:.2f} % over {len(accs)} runs"
+
+
 def _workers(value: str) -> str:
     if value != "auto" and not (value.isdigit() and int(value) >= 1):
         raise click.BadParameter(f"{value!r}: use auto or a whole number of at least 1", param_hint="'--workers'")
@@ -145,9 +163,9 @@ def _run(obj: Context, cell, device: str, workers: str = "auto"):
                      resolve_compile(cell.compile, dev, click.echo, small))
     count = (SIDE_BY_SIDE if small else 1) if workers == "auto" else int(workers)
     report = run_grid(sub, spec, runs, dev, obj.results_root, obj.data_root, count)
-    click.echo(f"{cell.submission} on {cell.dataset} ({runs[0].variant}, {runs[0].epochs} epochs): "
-               f"{len(report.done)} run, {len(report.skipped)} already finished, {len(report.failed)} failed"
-               + (f", {len(report.busy)} running in another process" if report.busy else ""))
+    click.echo(f"{cell.submission} on {cell.dataset} ({runs[0].variant}, {plural(runs[0].epochs, 'epoch')}): "
+               f"{plural(len(report.done), 'run')}, {len(report.skipped)} already finished, {len(report.failed)} failed"
+               + (f", {len(report.busy)} running in another process" if report.busy else "") + _summary(report))
     for path, who in report.busy:
         click.echo(f"  BUSY {path}: claimed by {who}; it is left to that process")
     for path, why in report.failed:
@@ -208,11 +226,11 @@ def leaderboard(obj: Context, output: Path | None):
     """Render the markdown leaderboard from stored results."""
     from harness.board.leaderboard import render, write
 
+    published = obj.results_root.resolve() == PUBLISHED_RESULTS.resolve()
     if output is None:
-        published = obj.results_root.resolve() == PUBLISHED_RESULTS.resolve()
         output = PROJECT_ROOT / "leaderboard" / "README.md" if published else obj.results_root / "leaderboard.md"
     fingerprints = {n: fp for n in obj.catalog if (fp := current_fold_fingerprint(obj.catalog.get(n), obj.data_root))}
-    write(output, *render(obj.results_root, load_submissions(), obj.catalog, fingerprints))
+    write(output, *render(obj.results_root, load_submissions(), obj.catalog, fingerprints, published))
     click.echo(f"wrote {output}")
 
     if found := owners.leftovers(obj.results_root):

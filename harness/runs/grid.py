@@ -83,7 +83,7 @@ class _Grid:
         owners.clean(self.results_root / self.spec.name / self.sub.name)  # leftovers of crashed runs
         jobs, finished = plan(self.sub, self.spec, runs, self.results_root)
         self.report.skipped = [run.path(self.results_root) for run in finished]
-        self.bar = tqdm(total=len(jobs), desc=f"{self.sub.name} on {self.spec.name}", unit="run")
+        self.bar = tqdm(total=len(jobs), desc=f"{self.sub.name} on {self.spec.name}", unit="run", disable=not jobs)
         try:
             if workers <= 1:
                 for run in filter(self.take, jobs):
@@ -111,7 +111,6 @@ class _Grid:
         path = run.path(self.results_root)
         store.write_record(path, record)
         owners.release(path)
-        self.bar.update()
         if isinstance(record, RunRecord):
             self.report.done.append(path)
             first = (record.phases or {}).get("first_step_s")
@@ -120,10 +119,12 @@ class _Grid:
                            + (f", first step after {first:.1f} s)" if first is not None else ")"))
         else:
             self.report.failed.append((path, record.error))
+        self.bar.update()  # after the line above, so the bar is drawn once, below it
 
     def run_here(self, run: Run) -> None:
         show = lambda epoch, row: self.bar.set_postfix_str(
             f"fold {run.fold} trial {run.trial} epoch {epoch} (budget {run.epochs}) loss {row['train_loss']:.3f}")
+        self.bar.set_postfix_str(f"fold {run.fold} trial {run.trial}: data, features, first step")
         try:
             self.store(run, attempt(self.sub, self.spec, run, self.device, self.data_root, show))
         finally:

@@ -85,3 +85,9 @@ def test_a_users_board_reads_plainly(tmp_path):
     assert "± 0.00" not in text and "## esc50" not in text  # no seed-only tables on a user's own board
     svg = (results / "curves-synthetic-e1.svg").read_text()
     assert "<circle" in svg and ">2</text>" not in svg  # one epoch: one point, one tick
+
+
+def test_list_says_which_datasets_are_imported(tmp_path):
+    out = CliRunner().invoke(main, ["list", "--data-root", str(tmp_path / "data")])
+    lines = {line.split("|")[1].strip(): line for line in out.output.splitlines() if line.startswith("| ")}
+    assert "no: bench fetch esc50" in lines["esc50"] and "generated" in lines["synthetic"]

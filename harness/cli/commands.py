@@ -15,7 +15,7 @@ from harness.core import owners
 from harness.core.errors import DatasetError, HarnessError
 from harness.data import fetch as fetch_mod
 from harness.data.catalog import PROJECT_ROOT, load_catalog
-from harness.data.datasets import current_fold_fingerprint, data_root, load_dataset, verified_folder
+from harness.data.datasets import MARKER, current_fold_fingerprint, data_root, load_dataset, verified_folder
 from harness.runs.cells import Cell, read_grid_file
 from harness.runs.store import PUBLISHED_RESULTS, read_result, results_root
 
@@ -120,9 +120,15 @@ def list_(obj: Context):
     """Show the datasets and submissions."""
     from tabulate import tabulate
 
-    click.echo(tabulate([[n, s.kind, s.version, s.num_classes, f"{s.folds['protocol']} k={s.num_folds}", s.description]
-                         for n, s in ((n, obj.catalog.get(n)) for n in obj.catalog)],
-                        ["dataset", "kind", "version", "classes", "folds", "description"], tablefmt="github"))
+    def imported(spec) -> str:
+        if spec.kind == "synthetic":
+            return "generated"
+        return "yes" if (obj.data_root / spec.source / MARKER).is_file() else f"no: bench fetch {spec.source}"
+
+    click.echo(tabulate([[n, s.kind, s.version, s.num_classes, f"{s.folds['protocol']} k={s.num_folds}", imported(s),
+                          s.description] for n, s in ((n, obj.catalog.get(n)) for n in obj.catalog)],
+                        ["dataset", "kind", "version", "classes", "folds", "imported", "description"],
+                        tablefmt="github"))
     click.echo()
     rows = []
     for name in load_submissions():

@@ -21,7 +21,7 @@ KINDS = ("audio", "image", "synthetic")
 LENGTH_POLICIES = ("pad", "crop", "loop")
 METADATA_KEYS = {
     "csv": {"format", "path", "audio", "label", "fold", "where"},
-    "filename": {"format", "pattern", "label"},
+    "filename": {"format", "pattern", "label", "recursive"},
     "folders": {"format"},
 }
 FOLD_KEYS = {
@@ -33,16 +33,16 @@ FOLD_KEYS = {
 TOP_KEYS = {
     "version", "kind", "source", "description", "url", "archive_sha256", "archive_root",
     "fingerprint", "sample_rate", "clip_seconds", "length_policy", "num_classes", "class_names",
-    "metadata", "folds", "image_size", "per_class",
+    "metadata", "folds", "image_size", "per_class", "clips",
 }
 REQUIRED = {"version", "kind", "num_classes", "folds"}
 TYPES = {
     "version": str, "kind": str, "source": str, "description": str, "url": str, "archive_sha256": str,
     "archive_root": str, "fingerprint": str, "sample_rate": int, "clip_seconds": (int, float),
     "length_policy": str, "num_classes": int, "class_names": list, "metadata": dict, "folds": dict,
-    "image_size": list, "per_class": int,
+    "image_size": list, "per_class": int, "clips": int,
 }
-POSITIVE = ("sample_rate", "clip_seconds", "num_classes", "per_class")
+POSITIVE = ("sample_rate", "clip_seconds", "num_classes", "per_class", "clips")
 
 
 class CatalogError(HarnessError, ValueError):
@@ -71,6 +71,7 @@ class DatasetSpec:
     metadata: dict[str, Any] = field(default_factory=dict)
     image_size: tuple[int, int] = (128, 128)
     per_class: int = 20
+    clips: int = 0  # the clips a complete copy has (0: not declared); an import of fewer is refused
 
     @property
     def num_samples(self) -> int:
@@ -129,8 +130,8 @@ def parse_spec(name: str, table: dict[str, Any], origin: str = "datasets.toml") 
     names = tuple(table.get("class_names", ()))
     if names and len(names) != table["num_classes"]:
         raise CatalogError(f"{where}: {len(names)} class_names but num_classes = {table['num_classes']}")
-    if table["kind"] != "image" and not names:
-        raise CatalogError(f"{where}: class_names is required for kind {table['kind']!r}")
+    if table["kind"] == "synthetic" and not names:
+        raise CatalogError(f"{where}: class_names is required for kind 'synthetic'")
     values = {k: v for k, v in table.items() if k not in {"metadata", "folds", "class_names", "image_size"}}
     return DatasetSpec(
         name=name, metadata=metadata, folds=folds, class_names=names,

@@ -26,6 +26,7 @@ from harness.core.errors import DatasetError
 from harness.core.faults import crash_point
 
 IMAGE_SUFFIXES = {".png"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aif", ".aiff"}  # what soundfile decodes
 
 
 def data_root(override: str | Path | None = None) -> Path:
@@ -43,6 +44,12 @@ class ClipTable:
     labels: np.ndarray
     folds: np.ndarray
     class_names: tuple[str, ...]
+    derived_names: bool = False  # class names read from the data, not declared
+
+    @property
+    def fingerprint(self) -> str:
+        """The split's fingerprint; derived class names are part of it (they decide the labels)."""
+        return F.fold_fingerprint(self.ids, self.folds, self.class_names if self.derived_names else ())
 
 
 @dataclass(frozen=True)
@@ -96,9 +103,9 @@ def _csv_rows(spec: DatasetSpec, folder: Path) -> list[dict[str, str]]:
     for line, row in enumerate(rows, start=2):
         if None in row.values() or None in row:
             raise DatasetError(f"{meta}: row {line} has {'missing' if None in row.values() else 'extra'} cells")
-    where = spec.metadata.get("where", {})
-    # a filter value may be one value or a list of accepted values
-    return [r for r in rows if all(r.get(col) in (val if isinstance(val, list) else [val]) for col, val in where.items())]
+    where = {col: [str(v) for v in (val if isinstance(val, list) else [val])]  # CSV cells are text: fold = 4 is "4"
+             for col, val in spec.metadata.get("where", {}).items()}
+    return [r for r in rows if all(r.get(col) in accepted for col, accepted in where.items())]
 
 
 EXCLUDED = ".excluded.tsv"  # files left out by `bench fetch --skip-bad`, with their reasons
@@ -147,7 +154,9 @@ def list_clips(spec: DatasetSpec, folder: Path, skip: set[str] | None = None) ->
     skip = set(excluded_files(folder)) if skip is None else skip
     fmt = spec.metadata["format"]
     names = spec.class_names
-    if fmt == "csv":
+    if fmt == "folders":
+        names, files, labels, fields = _class_folders(spec, folder, skip)
+    elif fmt == "csv":
         rows = _csv_rows(spec, folder)
         where = str(folder / spec.metadata["path"])
         try:
@@ -157,27 +166,39 @@ def list_clips(spec: DatasetSpec, folder: Path, skip: set[str] | None = None) ->
         _check_duplicates(files, where)
         rows = [r for r, f in zip(rows, files) if f not in skip]
         files = [f for f in files if f not in skip]
+        names = names or tuple(sorted({r[spec.metadata["label"]] for r in rows}))
         labels = [_label_index(spec, names, r[spec.metadata["label"]], where) for r in rows]
         fields = rows
-    elif fmt == "filename":
+    else:  # filename: the pattern's named groups give the label (and fields for folds)
         pattern = re.compile(spec.metadata["pattern"])
-        files = sorted(p.name for p in folder.iterdir() if pattern.match(p.name) and p.name not in skip)
-        fields = [pattern.match(f).groupdict() for f in files]
+        found = folder.rglob("*") if spec.metadata.get("recursive") else folder.iterdir()
+        files = sorted(p.relative_to(folder).as_posix() for p in found
+                       if p.is_file() and pattern.match(p.name) and p.relative_to(folder).as_posix() not in skip)
+        fields = [pattern.match(Path(f).name).groupdict() for f in files]
+        names = names or tuple(sorted({fld[spec.metadata["label"]] for fld in fields}))
         labels = [_label_index(spec, names, fld[spec.metadata["label"]], str(folder / name))
                   for name, fld in zip(files, fields)]
-    else:  # folders: one sub-folder of images per class
-        names = names or tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
-        files = [f"{c}/{p.name}" for c in names for p in sorted((folder / c).glob("*"))
-                 if p.suffix.lower() in IMAGE_SUFFIXES and f"{c}/{p.name}" not in skip]
-        labels = [names.index(f.split("/")[0]) for f in files]
-        fields = [{} for _ in files]
     if not files:
-        raise DatasetError(f"{folder}: no clips found for {spec.name}; run `bench fetch {spec.source}`")
+        kind = "audio files (.wav, .flac, .ogg, .aiff)" if spec.kind == "audio" else "clips"
+        raise DatasetError(f"{folder}: no {kind} found for {spec.name} in the layout metadata declares "
+                           f"({fmt}); check datasets.toml's metadata against the folder")
     if len(names) != spec.num_classes:
         raise DatasetError(f"{folder}: found {len(names)} classes, {spec.name} declares {spec.num_classes}")
     labels = np.asarray(labels, dtype=np.int64)
     folds = _assign_folds(spec, labels, fields, str(folder))
-    return ClipTable(ids=list(files), files=list(files), labels=labels, folds=folds, class_names=names)
+    return ClipTable(ids=list(files), files=list(files), labels=labels, folds=folds, class_names=names,
+                     derived_names=not spec.class_names)
+
+
+def _class_folders(spec: DatasetSpec, folder: Path, skip: set[str]):
+    """One folder per class (its name), the class's files anywhere below it: images for an image
+    dataset, audio files for an audio one (Speech Commands, GTZAN, RAVDESS by actor)."""
+    suffixes = IMAGE_SUFFIXES if spec.kind == "image" else AUDIO_SUFFIXES
+    names = spec.class_names or tuple(sorted(p.name for p in folder.iterdir()
+                                             if p.is_dir() and not p.name.startswith(".")))
+    files = [p.relative_to(folder).as_posix() for c in names for p in sorted((folder / c).rglob("*"))
+             if p.suffix.lower() in suffixes and p.relative_to(folder).as_posix() not in skip]
+    return names, files, [names.index(f.split("/")[0]) for f in files], [{} for _ in files]
 
 
 # --- decoding ----------------------------------------------------------------------------
@@ -274,7 +295,7 @@ def load_dataset(spec: DatasetSpec, root: Path | None = None, sample_rate: int |
     x = _cached_array(root / "cache" / f"{key}.npy", shape,
                       lambda out: _decode_all(spec, folder, table, sample_rate, out))
     return Dataset(spec, x, table.labels, table.folds, table.ids, table.class_names, sample_rate,
-                   F.fold_fingerprint(table.ids, table.folds), tuple(sorted(excluded_files(folder))))
+                   table.fingerprint, tuple(sorted(excluded_files(folder))))
 
 
 def current_fold_fingerprint(spec: DatasetSpec, root: Path | None = None) -> str | None:
@@ -283,6 +304,6 @@ def current_fold_fingerprint(spec: DatasetSpec, root: Path | None = None) -> str
         if spec.kind == "synthetic":
             return load_dataset(spec).fold_fingerprint
         table = list_clips(spec, verified_folder(spec, data_root(root)))
-        return F.fold_fingerprint(table.ids, table.folds)
+        return table.fingerprint
     except DatasetError:
         return None

@@ -151,6 +151,11 @@ def _audit(spec: DatasetSpec, source_dir: Path, files: list[str]) -> tuple[dict[
 def _publish(spec: DatasetSpec, source_dir: Path, root: Path, skip_bad: bool = False) -> tuple[Path, list[str]]:
     """Audit the listed files, copy the good ones into a temporary folder, verify, rename into place."""
     table = list_clips(spec, source_dir, skip=set())
+    if spec.clips and len(table.files) != spec.clips:
+        raise DatasetError(
+            f"{source_dir}: {len(table.files)} clips listed, {spec.name} has {spec.clips}: a partial or different "
+            f"copy, nothing was imported. Import a complete copy, or declare yours as a dataset of its own in "
+            f"datasets.toml (a new name, its own clips and folds), so its runs are never ranked as {spec.name}'s.")
     bad, notes = _audit(spec, source_dir, table.files)
     if bad and not skip_bad:
         listing = "\n  ".join(f"{rel}: {why}" for rel, why in sorted(bad.items()))

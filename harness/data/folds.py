@@ -84,7 +84,8 @@ def split_for(folds: np.ndarray, labels: np.ndarray, test_fold: int, val_fractio
     return split
 
 
-def fold_fingerprint(clip_ids: Sequence[str], folds: Sequence[int]) -> str:
-    """sha256 over the sorted ``clip_id<TAB>fold`` lines: equal iff the split is equal."""
-    lines = sorted(f"{cid}\t{int(f)}" for cid, f in zip(clip_ids, folds))
+def fold_fingerprint(clip_ids: Sequence[str], folds: Sequence[int], class_names: Sequence[str] = ()) -> str:
+    """sha256 over the sorted ``clip_id<TAB>fold`` lines (and the class names, when the data
+    defines them rather than the catalog): equal iff the split is equal."""
+    lines = sorted(f"{cid}\t{int(f)}" for cid, f in zip(clip_ids, folds)) + [f"class\t{n}" for n in class_names]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()

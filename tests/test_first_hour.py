@@ -1,6 +1,8 @@
 """What a new user hits in their first hour: a missing dataset, a broken plug-in beside working
 ones, an untracked submission file (an offline download: tests/test_fetch.py; an undocumented
 submission: tests/test_reproducibility.py)."""
+import re
+
 import pytest
 from click.testing import CliRunner
 
@@ -82,6 +84,7 @@ def test_a_users_board_reads_plainly(tmp_path):
     assert CliRunner().invoke(main, ["leaderboard", "--results", str(results)]).exit_code == 0
     text = (results / "leaderboard.md").read_text()
     assert "### synthetic, 1 epoch\n" in text and " (1 run) " in text and "1 (1 fold × 1 trial)" in text
+    assert re.search(r"\| 1 \(1 fold × 1 trial\) +\| +24 \|", text)  # every row says how many clips it was tested on
     assert "± 0.00" not in text and "## esc50" not in text  # no seed-only tables on a user's own board
     svg = (results / "curves-synthetic-e1.svg").read_text()
     assert "<circle" in svg and ">2</text>" not in svg  # one epoch: one point, one tick

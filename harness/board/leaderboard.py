@@ -30,7 +30,8 @@ RULES = """\
   only after training, and early stopping uses a validation split carved from the training folds.
 - No test-time augmentation unless a submission declares it; such entries are marked *TTA*.
 - Ranked by mean test accuracy. **±** is the sample standard deviation (ddof = 1) over all
-  runs of the row, i.e. over folds × trials; *runs* says how many that is.
+  runs of the row, i.e. over folds × trials; *runs* says how many that is, *test clips* how
+  many clips each run was scored on.
 - A result is ranked only while its submission source, config hash, dataset version and fold
   fingerprint match the current code and data; otherwise it is listed as stale.
 - A run's identity holds its weights (from scratch, pretrained, random initialisation of a
@@ -78,7 +79,7 @@ def collect(results_root: Path, submissions: Registry, specs: Registry[DatasetSp
 def _published_row(name: str, sub: Submission, pub: Published) -> dict[str, Any]:
     return {"#": "–", "submission": name, "model": sub.model_name, "front-end": sub.frontend.summary(),
             "pretrained": "yes" if sub.pretrained else "no", "accuracy %": "not run here", "macro-F1 %": "",
-            "runs": "0", "s/run": "", "hardware": "", "published": _published_text(pub)}
+            "runs": "0", "test clips": "", "s/run": "", "hardware": "", "published": _published_text(pub)}
 
 
 def _entry_row(rank: int, entry: Entry, pub: Published | None) -> dict[str, Any]:
@@ -88,13 +89,19 @@ def _entry_row(rank: int, entry: Entry, pub: Published | None) -> dict[str, Any]
             "accuracy %": _fmt(entry, "accuracy"), "macro-F1 %": _fmt(entry, "macro_f1"),
             "runs": f"{len(recs)} ({plural(len(entry.folds), 'fold')} × {plural(len(entry.trials), 'trial')})"
                     + (f", {len(first.excluded_files)} bad files left out" if first.excluded_files else ""),
+            "test clips": _span([r.n_test for r in recs]),
             "s/run": f"{np.mean([r.wall_time_s for r in recs]):.1f}",
             "hardware": ", ".join(sorted({f"{r.hardware}, {r.run.precision}" for r in recs})),
             "published": _published_text(pub)}
 
 
-COLUMNS = ["#", "submission", "model", "front-end", "pretrained", "accuracy %", "macro-F1 %", "runs", "s/run",
-           "hardware", "published"]
+COLUMNS = ["#", "submission", "model", "front-end", "pretrained", "accuracy %", "macro-F1 %", "runs", "test clips",
+           "s/run", "hardware", "published"]
+
+
+def _span(counts: list[int]) -> str:
+    """Test clips per run: one number, or the range over folds of different sizes."""
+    return str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
 
 
 def _section(dataset: str, epochs: int, entries: list[Entry], built: dict[str, Submission]) -> list[str]:

@@ -94,3 +94,13 @@ def test_list_says_which_datasets_are_imported(tmp_path):
     out = CliRunner().invoke(main, ["list", "--data-root", str(tmp_path / "data")])
     lines = {line.split("|")[1].strip(): line for line in out.output.splitlines() if line.startswith("| ")}
     assert "no: bench fetch esc50" in lines["esc50"] and "generated" in lines["synthetic"]
+
+
+def test_render_images_takes_a_sample_rate_and_warns_about_nothing(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = CliRunner().invoke(main, ["render-images", "synthetic", str(tmp_path / "png"), "--size", "32",
+                                        "--sample-rate", "8000"])
+    assert out.exit_code == 0 and "wrote 120 images" in out.output, out.output

@@ -287,16 +287,18 @@ def migrate(obj: Context, dry_run: bool):
 @click.argument("dataset")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--size", default=128, show_default=True, help="Image height and width in pixels.")
+@click.option("--sample-rate", type=int, help="Decode at this rate [default: the dataset's]; the same rate as "
+                                              "training shares one decode cache.")
 @store_options
 @click.pass_obj
-def render_images_cmd(obj: Context, dataset: str, out: Path, size: int):
+def render_images_cmd(obj: Context, dataset: str, out: Path, size: int, sample_rate: int | None):
     """Render audio DATASET as class folders of mel-spectrogram PNGs in OUT (import with `bench fetch --from OUT`)."""
     from harness.frontends.render import render_images
 
     spec = obj.catalog.get(dataset)
     if spec.kind == "image":
         raise click.ClickException(f"{dataset} is already an image dataset")
-    count = render_images(load_dataset(spec, obj.data_root), out, size)
+    count = render_images(load_dataset(spec, obj.data_root, sample_rate), out, size)
     click.echo(f"wrote {count} images to {out}; import them with `bench fetch <image dataset> --from {out}`")
 
 

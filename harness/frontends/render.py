@@ -14,7 +14,7 @@ def spectrogram_image(wave: np.ndarray, sample_rate: int, size: int) -> np.ndarr
     """A ``size`` x ``size`` uint8 image of the clip's log-mel, low frequencies at the bottom."""
     hop = max(1, len(wave) // (size - 1))
     mel = LogMel(sample_rate, n_fft=max(256, 2 * hop), hop_length=hop, n_mels=size, top_db=80.0, ref_max=True)
-    db = mel(torch.from_numpy(np.ascontiguousarray(wave))[None])[0, 0, :, :size].numpy()
+    db = mel(torch.from_numpy(np.array(wave, dtype=np.float32))[None])[0, 0, :, :size].numpy()  # a writable copy
     scaled = (db - db.min()) / max(float(db.max() - db.min()), 1e-8)
     return (255 * scaled[::-1]).round().astype(np.uint8)
 

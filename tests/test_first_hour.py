@@ -104,3 +104,16 @@ def test_render_images_takes_a_sample_rate_and_warns_about_nothing(tmp_path):
         out = CliRunner().invoke(main, ["render-images", "synthetic", str(tmp_path / "png"), "--size", "32",
                                         "--sample-rate", "8000"])
     assert out.exit_code == 0 and "wrote 120 images" in out.output, out.output
+
+
+def test_a_run_reports_progress_inside_an_epoch():
+    import torch
+
+    from harness.data.catalog import load_catalog
+    from harness.runs.execute import run_one
+    from harness.runs.run import Run
+
+    seen = []
+    run_one(S.get_submission("small_cnn"), load_catalog().get("synthetic"), Run("small_cnn", "synthetic", 1, 1, 1),
+            torch.device("cpu"), on_step=lambda epoch, step, steps: seen.append((epoch, step, steps)))
+    assert seen and seen[0] == (1, 1, seen[0][2]) and seen[-1][1] == seen[-1][2]  # every step, up to the last

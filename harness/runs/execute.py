@@ -69,7 +69,8 @@ def _normalizer(recipe_normalize: str, train_features: torch.Tensor) -> Callable
 
 
 def run_one(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data_root: Path | None = None,
-            on_epoch=lambda epoch, row: None, data: Dataset | None = None) -> RunRecord:
+            on_epoch=lambda epoch, row: None, data: Dataset | None = None,
+            on_step=lambda epoch, step, steps: None) -> RunRecord:
     """Train on every fold but ``run.fold``, then evaluate on it; returns the run's record.
 
     ``data`` replaces loading ``spec`` from the data root (in-memory check and lock data).
@@ -82,14 +83,14 @@ def run_one(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, 
         if not (data.folds == run.fold).any():
             raise DatasetError(f"fold {run.fold} of {spec.name} is empty; it has folds 1..{spec.num_folds}")
         split = split_for(data.folds, data.y, run.fold, sub.recipe.val_fraction, run.seed)
-        fitted, pred = _train_and_test(with_weights(sub, run), spec, run, device, data, split, generator, on_epoch,
-                                       marks)
+        fitted, pred = _train_and_test(with_weights(sub, run), spec, run, device, data, split, generator,
+                                       (on_epoch, on_step), marks)
     phases = {f"{name}_s": round(at - start, 3) for name, at in marks.items()}
     return _record(sub, spec, run, device, data, split, fitted, pred, time.perf_counter() - start, phases)
 
 
 def _train_and_test(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data: Dataset, split: Split,
-                    generator: torch.Generator, on_epoch, marks: dict[str, float]) -> tuple[FitResult, np.ndarray]:
+                    generator: torch.Generator, progress, marks: dict[str, float]) -> tuple[FitResult, np.ndarray]:
     """Fit on ``split.train`` (selecting on ``split.val``); predict ``split.test`` once, at the end."""
     def prepare(frontend: nn.Module):
         """Training and validation features through ``frontend``, normalised by training statistics."""
@@ -105,7 +106,8 @@ def _train_and_test(sub: Submission, spec: DatasetSpec, run: Run, device: torch.
     check_output_shape(sub, model, features[:2].to(device), spec.num_classes)
     model = place_model(model, device, features.dim(), run.precision, run.compiled)
     ctx = TrainContext(sub, model, features, y(split.train), x_val, y(split.val), run.epochs, spec.num_classes,
-                       device, generator, on_epoch, lambda fe: prepare(fe)[:2], spec.name, run.precision, marks)
+                       device, generator, progress[0], lambda fe: prepare(fe)[:2], spec.name, run.precision, marks,
+                       progress[1])
     fitted = (sub.fit or fit_default)(ctx)
     del ctx, features
     # the test fold reaches the model only here, after training and model selection are over
@@ -128,10 +130,10 @@ def _record(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, 
 
 
 def attempt(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data_root: Path | None,
-            on_epoch=lambda epoch, row: None) -> Record:
+            on_epoch=lambda epoch, row: None, on_step=lambda epoch, step, steps: None) -> Record:
     """One run as a record: its result, or a failed record saying why (never an exception)."""
     try:
-        return run_one(sub, spec, run, device, data_root, on_epoch)
+        return run_one(sub, spec, run, device, data_root, on_epoch, on_step=on_step)
     except Exception as err:  # one failed run must not stop or lose the others
         return FailedRecord(run, describe_failure(err, sub), traceback.format_exc(limit=-3))
 

@@ -7,6 +7,7 @@ never train the same run; Ctrl-C or SIGTERM keeps every finished result.
 from __future__ import annotations
 
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,8 +126,15 @@ class _Grid:
         show = lambda epoch, row: self.bar.set_postfix_str(
             f"fold {run.fold} trial {run.trial} epoch {epoch} (budget {run.epochs}) loss {row['train_loss']:.3f}")
         self.bar.set_postfix_str(f"fold {run.fold} trial {run.trial}: data, features, first step")
+        shown = [time.monotonic()]
+
+        def step(epoch: int, number: int, steps: int) -> None:  # at most once a second: a slow epoch still moves
+            if time.monotonic() - shown[0] >= 1.0:
+                shown[0] = time.monotonic()
+                self.bar.set_postfix_str(f"fold {run.fold} trial {run.trial} epoch {epoch} step {number}/{steps}")
+
         try:
-            self.store(run, attempt(self.sub, self.spec, run, self.device, self.data_root, show))
+            self.store(run, attempt(self.sub, self.spec, run, self.device, self.data_root, show, step))
         finally:
             owners.release(run.path(self.results_root))
 

@@ -47,6 +47,7 @@ class TrainContext:
     dataset: str = ""
     precision: str = "fp32"      # resolved: "bf16" or "fp32" (see ``harness.training.device``)
     marks: dict[str, float] = field(default_factory=dict)  # perf_counter() when the first step ended
+    on_step: Callable[[int, int, int], None] = lambda epoch, step, steps: None  # progress inside an epoch
 
     @property
     def recipe(self) -> Recipe:
@@ -146,6 +147,7 @@ def train_epochs(ctx: TrainContext, model: nn.Module, opt: torch.optim.Optimizer
             loss_sum += loss.detach()
             if "first_step" not in ctx.marks:
                 _mark_first_step(ctx)
+            ctx.on_step(first_epoch + epoch + 1, step + 1, steps_per_epoch(n, bs))
         row = {"epoch": first_epoch + epoch + 1, "train_loss": loss_sum.item() / steps_per_epoch(n, bs),
                "lr": opt.param_groups[-1]["lr"]}
         if not math.isfinite(row["train_loss"]):

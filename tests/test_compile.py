@@ -96,3 +96,16 @@ def test_compile_auto_is_on_for_cuda_where_it_works_and_says_why_not(monkeypatch
     assert said == ["torch.compile does not work on cuda here (RuntimeError: no Triton); training eagerly (--compile off)"]
     monkeypatch.setattr(device, "compile_problem", lambda dev: None)
     assert device.resolve_compile("auto", torch.device("cuda"), said.append) is True
+
+
+@pytest.mark.slow
+def test_the_board_says_a_run_was_compiled(tmp_path):
+    from harness.board.leaderboard import render
+    from harness.runs import store
+    from harness.training.submission import load_submissions
+
+    record = run_one(get_submission("small_cnn"), SYNTH, Run("small_cnn", "synthetic", 1, 1, 1, compiled=True),
+                     torch.device("cpu"))
+    store.write_record(record.run.path(tmp_path), record)
+    text, _ = render(tmp_path, load_submissions(), load_catalog(), published=False)
+    assert ", fp32, compiled |" in text

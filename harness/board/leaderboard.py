@@ -38,8 +38,9 @@ RULES = """\
   pretrained model, or a checkpoint by digest), its precision and whether it was compiled: runs
   that differ in any of them are separate entries, named `submission (variant)` where one
   submission has several in a table, and are never averaged together.
-- *hardware* names the device and the numeric precision each run trained in (by default bf16
-  autocast on CUDA GPUs and fp32 on CPUs; bf16 on a CPU only on request).
+- *hardware* names the device, the numeric precision each run trained in (by default bf16
+  autocast on CUDA GPUs and fp32 on CPUs; bf16 on a CPU only on request) and whether it was
+  compiled.
 - *published* is the figure the seed document reports for the same dataset and budget
   (its own protocol, hardware and code), shown for comparison, never ranked.
 """
@@ -91,7 +92,8 @@ def _entry_row(rank: int, entry: Entry, pub: Published | None) -> dict[str, Any]
                     + (f", {len(first.excluded_files)} bad files left out" if first.excluded_files else ""),
             "test clips": _span([r.n_test for r in recs]),
             "s/run": f"{np.mean([r.wall_time_s for r in recs]):.1f}",
-            "hardware": ", ".join(sorted({f"{r.hardware}, {r.run.precision}" for r in recs})),
+            "hardware": ", ".join(sorted({f"{r.hardware}, {r.run.precision}" + (", compiled" if r.run.compiled else "")
+                                          for r in recs})),
             "published": _published_text(pub)}
 
 

@@ -39,9 +39,7 @@ def plural(count: int, noun: str) -> str:
 
 def _summary(report) -> str:
     """Accuracy over the runs just finished: the mean, and the std when there are several."""
-    from harness.runs.store import load_record
-
-    accs = [100 * load_record(path).accuracy for path in report.done]
+    accs = [100 * accuracy for accuracy in report.accuracies]
     if not accs:
         return ""
     mean = sum(accs) / len(accs)

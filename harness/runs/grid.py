@@ -33,6 +33,7 @@ class GridReport:
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     busy: list[tuple[Path, str]] = field(default_factory=list)  # claimed by another live process: (path, who)
+    accuracies: list[float] = field(default_factory=list)  # of the runs done, in their order
 
 
 def is_finished(sub: Submission, spec: DatasetSpec, run: Run, results_root: Path) -> bool:
@@ -114,6 +115,7 @@ class _Grid:
         owners.release(path)
         if isinstance(record, RunRecord):
             self.report.done.append(path)
+            self.report.accuracies.append(record.accuracy)
             first = (record.phases or {}).get("first_step_s")
             self.bar.write(f"  fold {run.fold} trial {run.trial}: accuracy {record.accuracy:.4f} "
                            f"macro-F1 {record.macro_f1:.4f} ({record.wall_time_s:.1f} s"

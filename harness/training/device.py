@@ -110,6 +110,11 @@ def use_compile_cache(folder: Path) -> None:
     os.environ.setdefault("TRITON_CACHE_DIR", str(folder / "triton"))
 
 
+def is_compiled(model: nn.Module) -> bool:
+    """Whether ``model`` is torch.compile's wrapper (training and evaluation treat it specially)."""
+    return isinstance(model, torch._dynamo.eval_frame.OptimizedModule)
+
+
 def place_model(model: nn.Module, device: torch.device, input_dims: int, precision: str = "fp32",
                 compile_model: bool = False) -> nn.Module:
     """The model on ``device``: channels_last for image-like input on CUDA and in bf16 (oneDNN's

@@ -19,7 +19,7 @@ from torch import nn
 from harness.frontends import augment as A
 from harness.core.errors import HarnessError
 from harness.core.faults import crash_point
-from harness.training.device import autocast
+from harness.training.device import autocast, is_compiled
 from harness.training.submission import Recipe, Submission
 
 
@@ -190,7 +190,7 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device, precision: 
     ``bench check`` verifies it for every submission).
     """
     model.eval()
-    pad = isinstance(model, torch._dynamo.eval_frame.OptimizedModule) and len(x) > batch_size
+    pad = is_compiled(model) and len(x) > batch_size
     out = []
     with autocast(device, precision):
         for i in range(0, len(x), batch_size):

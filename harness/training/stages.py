@@ -8,9 +8,9 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch import nn
 
+from harness.training.device import is_compiled
 from harness.training.loop import FitResult, TrainContext, make_optimizer, one_cycle, steps_per_epoch, train_epochs
 
 
@@ -77,7 +77,7 @@ def run_stage(ctx: TrainContext, stage: Stage, first_epoch: int) -> list[dict]:
     """
     model, groups = ctx.model, trained_groups(ctx.model, stage)
     trained = {id(p) for g in groups for p in g["params"]}
-    compiled = isinstance(model, torch._dynamo.eval_frame.OptimizedModule)
+    compiled = is_compiled(model)
     model.zero_grad(set_to_none=True)  # no gradient carries over from the stage before
     for p in model.parameters():
         p.requires_grad_(compiled or id(p) in trained)

@@ -76,17 +76,17 @@ def run_one(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, 
     ``data`` replaces loading ``spec`` from the data root (in-memory check and lock data).
     """
     start = time.perf_counter()
+    trained = with_weights(sub, run)
     with switches(device):
         generator = seed_everything(run.seed)
-        data = data or load_dataset(spec, data_root, sub.frontend.sample_rate)
+        data = data or load_dataset(spec, data_root, trained.frontend.sample_rate)
         marks = {"data": time.perf_counter()}
         if not (data.folds == run.fold).any():
             raise DatasetError(f"fold {run.fold} of {spec.name} is empty; it has folds 1..{spec.num_folds}")
-        split = split_for(data.folds, data.y, run.fold, sub.recipe.val_fraction, run.seed)
-        fitted, pred = _train_and_test(with_weights(sub, run), spec, run, device, data, split, generator,
-                                       (on_epoch, on_step), marks)
+        split = split_for(data.folds, data.y, run.fold, trained.recipe.val_fraction, run.seed)
+        fitted, pred = _train_and_test(trained, spec, run, device, data, split, generator, (on_epoch, on_step), marks)
     phases = {f"{name}_s": round(at - start, 3) for name, at in marks.items()}
-    return _record(sub, spec, run, device, data, split, fitted, pred, time.perf_counter() - start, phases)
+    return _record(sub, trained, spec, run, device, data, split, fitted, pred, time.perf_counter() - start, phases)
 
 
 def _train_and_test(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data: Dataset, split: Split,
@@ -115,12 +115,13 @@ def _train_and_test(sub: Submission, spec: DatasetSpec, run: Run, device: torch.
     return fitted, predict(fitted.model, x_test, device, run.precision).argmax(1).cpu().numpy()
 
 
-def _record(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data: Dataset, split: Split,
-            fitted: FitResult, pred: np.ndarray, seconds: float, phases: dict[str, float]) -> RunRecord:
+def _record(sub: Submission, trained: Submission, spec: DatasetSpec, run: Run, device: torch.device, data: Dataset,
+            split: Split, fitted: FitResult, pred: np.ndarray, seconds: float, phases: dict[str, float]) -> RunRecord:
+    """``sub`` as registered (its config and code identify the run), ``trained`` as the run changed it."""
     config = run_config(sub, spec, run)
     return RunRecord(
         run, config, config_hash(config), sub.source_hash(), spec.version, data.fold_fingerprint,
-        model=sub.model_name, frontend=sub.frontend.summary(), pretrained=bool(with_weights(sub, run).pretrained),
+        model=trained.model_name, frontend=trained.frontend.summary(), pretrained=bool(trained.pretrained),
         tta=sub.tta, excluded_files=list(data.excluded),
         n_train=int(len(split.train)), n_val=int(len(split.val)), n_test=int(len(split.test)),
         metrics=classification_metrics(data.y[split.test], pred, spec.num_classes),

@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from harness.core.errors import HarnessError
 from harness.data.fetch import sha256_file
@@ -21,7 +21,7 @@ from harness.core.seeds import seed_for
 
 WEIGHTS = re.compile(r"^(scratch|random|pretrained:[\w.\-]+|sha256:[0-9a-f]{64})$")
 PRECISIONS = ("bf16", "fp32")
-OVERRIDABLE = re.compile(r"^(recipe|model_kwargs)\.\w+$")  # what a run may change of its submission, for now
+OVERRIDABLE = re.compile(r"^((frontend|recipe|model_kwargs|fit)\.\w+|model)$")  # full names (training.overrides)
 
 
 class RunError(HarnessError):
@@ -41,8 +41,8 @@ class Run:
             or ``sha256:<digest>`` of a local checkpoint (``--weights FILE``).
         precision: ``bf16`` or ``fp32``, resolved for the device already.
         compiled: trained through ``torch.compile``.
-        overrides: (``recipe.<field>`` or ``model_kwargs.<name>``, value) pairs the run changes in
-            its submission, sorted by name; empty for a submission as written.
+        overrides: (full setting name, value) pairs the run changes in its submission, sorted by name
+            (``harness.training.overrides``); empty for a submission as written.
         checkpoint: where the checkpoint of ``sha256:`` weights lies; not part of the identity.
     """
 
@@ -68,7 +68,7 @@ class Run:
         plain = lambda v: tuple(map(plain, v)) if isinstance(v, (list, tuple)) else v  # hashable, and equal after JSON
         object.__setattr__(self, "overrides", tuple(sorted((str(k), plain(v)) for k, v in dict(self.overrides).items())))
         if bad := [k for k, _ in self.overrides if not OVERRIDABLE.match(k)]:
-            raise RunError(f"override {bad[0]!r}: a run may override recipe.<field> or model_kwargs.<name>")
+            raise RunError(f"override {bad[0]!r}: use a full setting name, frontend|recipe|model_kwargs|fit.<name> or model")
         try:
             json.dumps(self.overrides)
         except TypeError:
@@ -119,7 +119,11 @@ def weights_for(model_name: str, pretrained: bool | str, checkpoint: Path | None
     return (f"sha256:{sha256_file(file)}", str(file)) if file else (f"pretrained:{model_name}", "")
 
 
-def grid(submission: str, dataset: str, folds: list[int], trials: int, epochs: int, **identity) -> list[Run]:
-    """Every (fold, trial) of one cell, trial by trial, as runs sharing the rest of their identity."""
-    return [Run(submission, dataset, epochs, fold, trial, **identity)
-            for trial in range(1, trials + 1) for fold in folds]
+def grid(submission: str, dataset: str, folds: list[int], trials: int | Iterable[int], epochs: int,
+         **identity) -> list[Run]:
+    """Every (fold, trial) of one cell, trial by trial, as runs sharing the rest of their identity.
+
+    ``trials``: a count N (trials 1..N) or the trial numbers themselves.
+    """
+    numbers = range(1, trials + 1) if isinstance(trials, int) else trials
+    return [Run(submission, dataset, epochs, fold, trial, **identity) for trial in numbers for fold in folds]

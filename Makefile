@@ -1,4 +1,4 @@
-# `make leaderboard` runs the missing runs of leaderboard/grid.toml and renders the leaderboard;
+# `make leaderboard` runs the missing runs of leaderboard/grid.yaml and renders the leaderboard;
 # `make test` runs the test suite. Both create the virtual environment on first use.
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 leaderboard: $(STAMP)
-	$(BIN)/bench grid --results results
+	$(BIN)/bench sweep leaderboard/grid.yaml --results results
 	$(BIN)/bench leaderboard --results results
 
 bench: $(STAMP)

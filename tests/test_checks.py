@@ -52,7 +52,7 @@ def test_checked_frontends_still_read_their_parameters_back():
 def test_the_cli_says_a_users_error_in_one_line_and_lets_a_bug_show_its_traceback(monkeypatch):
     from click.testing import CliRunner
 
-    from harness.runs import grid as runner
+    from harness.runs import plan as runner
     from harness.cli.commands import main
 
     out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--folds", "abc"])

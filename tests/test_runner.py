@@ -162,7 +162,7 @@ def test_runs_of_two_precisions_are_two_leaderboard_rows_each_showing_its_precis
     assert any("small_cnn (scratch-fp32)" in r and ", fp32 |" in r and ", bf16" not in r for r in rows)
 
 
-@pytest.mark.parametrize("command", ["run", "speed", "grid", "verify", "leaderboard"])
+@pytest.mark.parametrize("command", ["run", "speed", "sweep", "verify", "leaderboard"])
 def test_every_commands_help_exits_cleanly(command):
     out = CliRunner().invoke(main, [command, "--help"])
     assert out.exit_code == 0 and "Usage:" in out.output and "Error" not in out.output

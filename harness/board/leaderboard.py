@@ -56,6 +56,9 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+VARIANT = "a sweep's variant (a run with overrides)"
+
+
 def collect(results_root: Path, submissions: Registry, specs: Registry[DatasetSpec],
             fold_fingerprints: dict[str, str] | None = None) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
     """(records that may be ranked, (file, why) for every other result file under ``results_root``)."""
@@ -70,6 +73,8 @@ def collect(results_root: Path, submissions: Registry, specs: Registry[DatasetSp
             continue
         if isinstance(record, FailedRecord):
             excluded.append((path, f"failed: {record.error}"))
+        elif record.run.overrides:
+            excluded.append((path, VARIANT))
         elif problem := provenance_problem(record, submissions, specs, current):
             excluded.append((path, f"stale: {problem}"))
         else:
@@ -159,9 +164,17 @@ def render(results_root: Path, submissions: Registry, specs: Registry[DatasetSpe
             lines += [spec.description, ""]
         for _, epochs in sorted(s for s in sections if s[0] == dataset):
             lines += _section(dataset, epochs, tables.get((dataset, epochs), []), built)
+    variants = sum(why == VARIANT for _, why in excluded)
+    listed = [(p, why) for p, why in excluded if why != VARIANT]
     if excluded:
-        lines += ["## Not ranked", "", tabulate([[p.relative_to(results_root).as_posix(), why] for p, why in excluded],
-                                                ["result file", "why"], tablefmt="github"), ""]
+        lines += ["## Not ranked", ""]
+    if variants:
+        lines += [f"{plural(variants, 'result')} of sweep variants (runs with overrides) are not ranked: a setting "
+                  f"chosen by a sweep is tuned on its test folds; register it as a submission to rank it. "
+                  f"`bench sweep FILE --report` shows them.", ""]
+    if listed:
+        lines += [tabulate([[p.relative_to(results_root).as_posix(), why] for p, why in listed],
+                           ["result file", "why"], tablefmt="github"), ""]
     return "\n".join(lines + [RULES]), _figures(tables)
 
 

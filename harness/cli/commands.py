@@ -12,15 +12,15 @@ import click
 
 from harness.cli.doctor import describe, examine
 from harness.core import owners
-from harness.core.errors import DatasetError, HarnessError
+from harness.core.errors import HarnessError
 from harness.data import fetch as fetch_mod
 from harness.data.catalog import PROJECT_ROOT, load_catalog
-from harness.data.datasets import MARKER, current_fold_fingerprint, data_root, load_dataset, verified_folder
-from harness.runs.cells import Cell, read_grid_file
+from harness.data.datasets import MARKER, current_fold_fingerprint, data_root, load_dataset
+from harness.runs.cells import Cell
 from harness.runs.store import PUBLISHED_RESULTS, read_result, results_root
 
 USER_ERRORS = (HarnessError, FileNotFoundError)  # anything else is a bug: its traceback shows
-DEFAULT_GRID = PROJECT_ROOT / "leaderboard" / "grid.toml"
+DEFAULT_GRID = PROJECT_ROOT / "leaderboard" / "grid.yaml"
 DEVICE = click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
                       help="auto: cuda when torch sees a GPU, else cpu.")
 PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32"]),
@@ -152,29 +152,34 @@ def fetch(obj: Context, name: str, from_path: Path | None, force: bool, skip_bad
     click.echo(report)
 
 
-def _run(obj: Context, cell, device: str, workers: str = "auto"):
-    """Run one cell's missing runs and say what happened; returns the grid's report."""
-    from harness.runs.grid import run_grid
-    from harness.runs.limit import SIDE_BY_SIDE, is_small
-    from harness.training.device import resolve_compile, resolve_device, resolve_precision, use_compile_cache
+def _plan(obj: Context, points, device: str, workers: str, skip_unavailable: bool):
+    """Resolve ``points`` for this machine: (device, plan); the compile cache lives in the data root."""
+    from harness.runs.plan import make_plan
+    from harness.training.device import resolve_device, use_compile_cache
 
-    sub, spec, dev = get_submission(cell.submission), obj.catalog.get(cell.dataset), resolve_device(device)
-    if spec.kind != "synthetic":
-        verified_folder(spec, obj.data_root)  # a missing dataset stops here: no run starts, nothing is written
+    dev = resolve_device(device)
     use_compile_cache(obj.data_root / "compile-cache")
-    small = dev.type == "cuda" and "auto" in (workers, cell.compile) and is_small(sub, spec)
-    runs = cell.runs(sub.model_name, sub.pretrained, sub.recipe.epochs, spec, resolve_precision(cell.precision, dev),
-                     resolve_compile(cell.compile, dev, click.echo, small))
-    count = (SIDE_BY_SIDE if small else 1) if workers == "auto" else int(workers)
-    report = run_grid(sub, spec, runs, dev, obj.results_root, obj.data_root, count)
-    click.echo(f"{cell.submission} on {cell.dataset} ({runs[0].variant}, {plural(runs[0].epochs, 'epoch')}): "
-               f"{plural(len(report.done), 'run')}, {len(report.skipped)} already finished, {len(report.failed)} failed"
-               + (f", {len(report.busy)} running in another process" if report.busy else "") + _summary(report))
+    return dev, make_plan(points, obj.catalog, obj.data_root, obj.results_root, dev, workers, skip_unavailable,
+                          click.echo)
+
+
+def _say_outcome(report) -> None:
     for path, who in report.busy:
         click.echo(f"  BUSY {path}: claimed by {who}; it is left to that process")
     for path, why in report.failed:
         click.echo(f"  FAILED {path}: {why}", err=True)
-    return report
+
+
+def _parse_set(ctx, param, values: tuple[str, ...]) -> tuple[tuple[str, object], ...]:
+    from harness.training.overrides import parse_value
+
+    pairs = []
+    for text in values:
+        name, eq, value = text.partition("=")
+        if not eq or not name.strip():
+            raise click.BadParameter(f"{text!r}: write NAME=VALUE, e.g. n_fft=2048 or recipe.mixup=0.4")
+        pairs.append((name.strip(), parse_value(value.strip())))
+    return tuple(pairs)
 
 
 @main.command()
@@ -183,6 +188,9 @@ def _run(obj: Context, cell, device: str, workers: str = "auto"):
 @click.option("--folds", default="all", show_default=True, help="Comma-separated test folds, or 'all'.")
 @click.option("--trials", default=1, show_default=True)
 @click.option("--epochs", type=int, help="Epoch budget [default: the recipe's].")
+@click.option("--set", "overrides", multiple=True, callback=_parse_set, metavar="NAME=VALUE",
+              help="Change one setting of the submission (n_fft=2048, recipe.mixup=0.4, model=resnet34); repeatable. "
+                   "A variant: its results are stored apart and never ranked on the leaderboard.")
 @DEVICE
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Local checkpoint for a pretrained model, instead of downloading.")
@@ -194,29 +202,66 @@ def _run(obj: Context, cell, device: str, workers: str = "auto"):
 @click.pass_obj
 def run(obj: Context, device: str, workers: str, **cell):
     """Train and evaluate a submission on every (fold, trial); finished runs are skipped."""
-    if _run(obj, Cell(**cell), device, workers).failed:
+    from harness.runs.plan import execute_plan
+    from harness.runs.sweep import Point
+
+    dev, plan = _plan(obj, [Point((), Cell(**cell))], device, workers, skip_unavailable=False)
+    planned = plan.planned[0]
+    report, = execute_plan(plan, dev, obj.results_root, obj.data_root, f"{planned.sub.name} on {planned.spec.name}")
+    first = planned.runs[0]
+    click.echo(f"{first.submission} on {first.dataset} ({first.variant}, {plural(first.epochs, 'epoch')}): "
+               f"{plural(len(report.done), 'run')}, {len(planned.runs) - len(planned.missing) + len(report.skipped)} "
+               f"already finished, {len(report.failed)} failed"
+               + (f", {len(report.busy)} running in another process" if report.busy else "") + _summary(report))
+    _say_outcome(report)
+    if report.failed:
         raise SystemExit(1)
 
 
 @main.command()
-@click.argument("grid_file", default=str(DEFAULT_GRID), type=click.Path(exists=True, path_type=Path))
+@click.argument("sweep_file", default=str(DEFAULT_GRID), type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Count the runs, finished and missing; run nothing.")
+@click.option("--report", is_flag=True, help="Write the sweep's report (tables and charts) from stored results; "
+                                             "run nothing.")
 @DEVICE
-@PRECISION
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]),
+              help="Replace the sweep's precision (auto: bf16 on CUDA GPUs, fp32 on CPUs).")
 @WORKERS
 @store_options
 @click.pass_obj
-def grid(obj: Context, grid_file: Path, device: str, precision: str, workers: str):
-    """Run every missing run of the leaderboard grid whose dataset is available."""
-    failed = 0
-    for cell in read_grid_file(grid_file):
-        spec = obj.catalog.get(cell.dataset)
-        if spec.kind != "synthetic":
-            try:
-                verified_folder(spec, obj.data_root)
-            except DatasetError as err:
-                click.echo(f"SKIPPED {cell.submission} on {spec.name}: {err}", err=True)
-                continue
-        failed += len(_run(obj, dataclasses.replace(cell, precision=precision), device, workers).failed)
+def sweep(obj: Context, sweep_file: Path, dry_run: bool, report: bool, device: str, precision: str | None,
+          workers: str):
+    """Run every missing run of SWEEP_FILE (W&B sweep format, method: grid) whose dataset is available.
+
+    Without a file: the leaderboard's grid, leaderboard/grid.yaml. Interrupt at any time; the
+    same command resumes, skipping finished runs.
+    """
+    from harness.runs.plan import execute_plan
+    from harness.runs.sweep import read_sweep
+
+    plan_file = read_sweep(sweep_file)
+    points = [dataclasses.replace(p, cell=dataclasses.replace(p.cell, precision=precision)) if precision else p
+              for p in plan_file.points]
+    dev, plan = _plan(obj, points, device, workers, skip_unavailable=True)
+    total, missing = len(plan.runs), len(plan.missing)
+    click.echo(f"sweep {plan_file.name}: {plural(len(plan.planned), 'point')}, {plural(total, 'run')}: "
+               f"{total - missing} finished, {missing} missing")
+    for why, count in plan.unavailable.items():
+        click.echo(f"SKIPPED {plural(count, 'run')}: {why}", err=True)
+    if report:
+        from harness.board.sweep_report import write_report
+
+        click.echo(f"wrote {write_report(plan_file, plan, obj.results_root)}")
+        return
+    if dry_run:
+        return
+    reports = execute_plan(plan, dev, obj.results_root, obj.data_root, f"sweep {plan_file.name}",
+                           lambda planned: planned.point.label(list(plan_file.swept)))
+    done, failed = sum(len(r.done) for r in reports), sum(len(r.failed) for r in reports)
+    click.echo(f"sweep {plan_file.name}: {plural(done, 'run')} done now, {failed} failed, "
+               f"{total - missing} finished before")
+    for one in reports:
+        _say_outcome(one)
     if failed:
         raise SystemExit(1)
 

@@ -1,19 +1,20 @@
-"""Cells: what ``bench run`` and a line of ``grid.toml`` ask for, as values checked when made.
+"""Cells: what ``bench run`` and one point of a sweep ask for, as values checked when made.
 
 A cell is a submission on a dataset over some test folds and trials with one set of options
-(epoch budget, weights, precision, compile); ``Cell.runs`` expands it into the runs it names.
+(epoch budget, weights, precision, compile, overrides); ``Cell.runs`` expands it into its runs.
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.core.errors import HarnessError
-from harness.core.registry import did_you_mean
 from harness.data.catalog import DatasetSpec
 from harness.runs.run import Run, grid, weights_for
+
+if TYPE_CHECKING:
+    from harness.training.submission import Submission
 
 
 class CellError(HarnessError):
@@ -32,31 +33,40 @@ class Cell:
     """Args:
         submission, dataset: registered names.
         folds: ``all`` (the dataset's evaluation folds) or comma-separated fold numbers.
-        trials: trials per fold (1-based seeds). epochs: the budget; None is the recipe's.
+        trials: a count N (trials 1..N, seeds ``1000 * trial + fold``) or the trial numbers themselves.
+        epochs: the budget; None is the recipe's.
         weights: a local checkpoint for a pretrained model. random_init: a pretrained model from random weights.
         precision: ``auto`` | ``bf16`` | ``fp32``. compile: ``auto`` (on for CUDA where it works) | ``on`` | ``off``.
+        overrides: (setting name, value) pairs changing the submission (``--set``); short names allowed.
     """
 
     submission: str
     dataset: str
     folds: str = "all"
-    trials: int = 1
+    trials: int | tuple[int, ...] = 1
     epochs: int | None = None
     weights: Path | None = None
     random_init: bool = False
     precision: str = "auto"
     compile: str = "auto"
+    overrides: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self):
-        for name in ("trials", "epochs"):
-            value = getattr(self, name)
-            if not (value is None and name == "epochs") and (
-                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise CellError(f"{value!r}: use a whole number of at least 1", f"--{name}")
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1
+        if isinstance(self.trials, int) and whole(self.trials):
+            object.__setattr__(self, "trials", tuple(range(1, self.trials + 1)))  # a count: one value, one form
+        elif not isinstance(self.trials, int):
+            object.__setattr__(self, "trials", tuple(self.trials))
+        for value in self.trials if isinstance(self.trials, tuple) and self.trials else (self.trials or 0,):
+            if not whole(value):
+                raise CellError(f"{value!r}: use a whole number of at least 1", "--trials")
+        if self.epochs is not None and not whole(self.epochs):
+            raise CellError(f"{self.epochs!r}: use a whole number of at least 1", "--epochs")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise CellError(f"{self.precision!r}: use auto, bf16 or fp32", "--precision")
         if self.compile not in ("auto", "on", "off"):
             raise CellError(f"{self.compile!r}: use auto, on or off", "--compile")
+        object.__setattr__(self, "overrides", tuple(self.overrides))
 
     def fold_list(self, spec: DatasetSpec) -> list[int]:
         if self.folds == "all":
@@ -69,39 +79,20 @@ class Cell:
             raise CellError(f"fold(s) {bad} out of range 1..{spec.num_folds} for {spec.name}", "--folds")
         return folds
 
-    def runs(self, model_name: str, pretrained: bool | str, recipe_epochs: int, spec: DatasetSpec,
-             precision: str, compiled: bool) -> list[Run]:
-        """The runs this cell names, for a submission with these defaults; precision and compile resolved."""
-        weights, checkpoint = weights_for(model_name, pretrained, self.weights, self.random_init)
-        return grid(self.submission, self.dataset, self.fold_list(spec), self.trials, self.epochs or recipe_epochs,
-                    weights=weights, precision=precision, compiled=compiled, checkpoint=checkpoint)
+    def trained(self, sub: Submission) -> tuple[Submission, tuple[tuple[str, Any], ...]]:
+        """``sub`` as this cell changes it, and the overrides by full name."""
+        from harness.training.overrides import OverrideError, apply_overrides, resolve_overrides  # torch: on use
 
+        try:
+            resolved = resolve_overrides(sub, self.overrides)
+        except OverrideError as err:
+            raise CellError(str(err), "--set") from None
+        return apply_overrides(sub, resolved), resolved
 
-GRID_KEYS = ("submission", "dataset", "folds", "trials", "epochs", "random_init", "compile")
-
-
-def read_grid_file(path: Path) -> list[Cell]:
-    """The ``[[run]]`` entries of a grid file, each checked: unknown keys say "did you mean"."""
-    try:
-        entries = tomllib.loads(path.read_text()).get("run", [])
-    except tomllib.TOMLDecodeError as err:
-        raise CellError(f"{path}: not valid TOML ({err})") from None
-    return [_cell(path, number, entry) for number, entry in enumerate(entries, 1)]
-
-
-def _cell(path: Path, number: int, entry: dict[str, Any]) -> Cell:
-    where = f"{path}, [[run]] number {number}"
-    if unknown := sorted(set(entry) - set(GRID_KEYS)):
-        raise CellError(f"{where}: unknown key {unknown[0]!r}; use {', '.join(GRID_KEYS)}."
-                        f"{did_you_mean(unknown[0], list(GRID_KEYS))}")
-    if missing := [k for k in ("submission", "dataset") if k not in entry]:
-        raise CellError(f"{where}: missing {', '.join(missing)}")
-    try:
-        return Cell(**{**entry, "folds": _folds_text(entry.get("folds", "all"))})
-    except CellError as err:
-        raise CellError(f"{where}: {err.option + ' ' if err.option else ''}{err}") from None
-
-
-def _folds_text(folds: Any) -> str:
-    """A grid file may write folds as "all", "1,2", 3 or [1, 2]."""
-    return ",".join(map(str, folds)) if isinstance(folds, list) else str(folds)
+    def runs(self, sub: Submission, spec: DatasetSpec, precision: str, compiled: bool) -> list[Run]:
+        """The runs this cell names for ``sub`` as registered; precision and compile resolved."""
+        trained, overrides = self.trained(sub)
+        weights, checkpoint = weights_for(trained.model_name, trained.pretrained, self.weights, self.random_init)
+        return grid(self.submission, self.dataset, self.fold_list(spec), self.trials,
+                    self.epochs or trained.recipe.epochs, weights=weights, precision=precision, compiled=compiled,
+                    checkpoint=checkpoint, overrides=overrides)

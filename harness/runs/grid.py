@@ -10,6 +10,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -17,7 +18,7 @@ from harness.core import owners
 from harness.data.catalog import DatasetSpec
 from harness.runs import store
 from harness.runs.execute import attempt
-from harness.runs.provenance import is_current
+from harness.runs.provenance import current_check
 from harness.runs.records import Record, RecordError, RunRecord
 from harness.runs.run import Run
 from harness.training.submission import Submission, get_submission
@@ -36,34 +37,41 @@ class GridReport:
     accuracies: list[float] = field(default_factory=list)  # of the runs done, in their order
 
 
-def is_finished(sub: Submission, spec: DatasetSpec, run: Run, results_root: Path) -> bool:
-    """A sealed, successful record of this run, of this config and of this submission code."""
+def is_finished(sub: Submission, spec: DatasetSpec, run: Run, results_root: Path,
+                check: Callable[[RunRecord], bool] | None = None) -> bool:
+    """A sealed, successful record of this run, of this config and of this submission code.
+
+    ``check``: ``current_check(sub, spec)``, shared when many runs are asked about.
+    """
     try:
         record = store.load_record(run.path(results_root))
     except RecordError:
         return False
-    return isinstance(record, RunRecord) and record.run == run and is_current(record, sub, spec)
+    return isinstance(record, RunRecord) and record.run == run and (check or current_check(sub, spec))(record)
 
 
 def plan(sub: Submission, spec: DatasetSpec, runs: list[Run], results_root: Path) -> tuple[list[Run], list[Run]]:
     """(missing, finished): an edited submission file makes its stored runs stale, so missing."""
-    finished = [run for run in runs if is_finished(sub, spec, run, results_root)]
-    return [run for run in runs if run not in finished], finished
+    check = current_check(sub, spec)
+    finished = {run for run in runs if is_finished(sub, spec, run, results_root, check)}
+    return [run for run in runs if run not in finished], [run for run in runs if run in finished]
 
 
 def run_grid(sub: Submission, spec: DatasetSpec, runs: list[Run], device: torch.device, results_root: Path,
-             data_root: Path | None = None, workers: int = 1) -> GridReport:
+             data_root: Path | None = None, workers: int = 1, bar=None, label: str = "") -> GridReport:
     """Run every missing run; finished ones are skipped, failures recorded and listed.
 
     ``workers`` > 1 runs that many jobs at once in worker processes sharing the device, for
     models too small to keep a GPU busy alone; results are still written one by one here.
+    ``bar``: a progress bar shared with other grids (a sweep's), else one of its own;
+    ``label`` starts each line this grid prints (a sweep point's values).
     """
     def on_sigterm(signum, frame):
         raise GridInterrupted("terminated (SIGTERM); finished runs are kept, re-run to resume")
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        return _Grid(sub, spec, device, results_root, data_root).execute(runs, workers)
+        return _Grid(sub, spec, device, results_root, data_root, label).execute(runs, workers, bar)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -77,15 +85,17 @@ class _Grid:
     device: torch.device
     results_root: Path
     data_root: Path | None
+    label: str = ""
     report: GridReport = field(default_factory=GridReport)
 
-    def execute(self, runs: list[Run], workers: int) -> GridReport:
+    def execute(self, runs: list[Run], workers: int, bar=None) -> GridReport:
         from tqdm import tqdm
 
         owners.clean(self.results_root / self.spec.name / self.sub.name)  # leftovers of crashed runs
         jobs, finished = plan(self.sub, self.spec, runs, self.results_root)
         self.report.skipped = [run.path(self.results_root) for run in finished]
-        self.bar = tqdm(total=len(jobs), desc=f"{self.sub.name} on {self.spec.name}", unit="run", disable=not jobs)
+        self.bar = bar or tqdm(total=len(jobs), desc=f"{self.sub.name} on {self.spec.name}", unit="run",
+                               disable=not jobs)
         try:
             if workers <= 1:
                 for run in filter(self.take, jobs):
@@ -93,8 +103,12 @@ class _Grid:
             else:
                 self.run_in_workers([run for run in jobs if self.take(run)], workers)
         finally:
-            self.bar.close()
+            if bar is None:
+                self.bar.close()
         return self.report
+
+    def where(self, run: Run) -> str:
+        return f"{self.label + ' ' if self.label else ''}fold {run.fold} trial {run.trial}"
 
     def take(self, run: Run) -> bool:
         """Claim a run; False when another live process holds it or has finished it meanwhile."""
@@ -117,7 +131,7 @@ class _Grid:
             self.report.done.append(path)
             self.report.accuracies.append(record.accuracy)
             first = (record.phases or {}).get("first_step_s")
-            self.bar.write(f"  fold {run.fold} trial {run.trial}: accuracy {record.accuracy:.4f} "
+            self.bar.write(f"  {self.where(run)}: accuracy {record.accuracy:.4f} "
                            f"macro-F1 {record.macro_f1:.4f} ({record.wall_time_s:.1f} s"
                            + (f", first step after {first:.1f} s)" if first is not None else ")"))
         else:
@@ -125,15 +139,16 @@ class _Grid:
         self.bar.update()  # after the line above, so the bar is drawn once, below it
 
     def run_here(self, run: Run) -> None:
+        where = self.where(run)
         show = lambda epoch, row: self.bar.set_postfix_str(
-            f"fold {run.fold} trial {run.trial} epoch {epoch} (budget {run.epochs}) loss {row['train_loss']:.3f}")
-        self.bar.set_postfix_str(f"fold {run.fold} trial {run.trial}: data, features, first step")
+            f"{where} epoch {epoch} (budget {run.epochs}) loss {row['train_loss']:.3f}")
+        self.bar.set_postfix_str(f"{where}: data, features, first step")
         shown = [time.monotonic()]
 
         def step(epoch: int, number: int, steps: int) -> None:  # at most once a second: a slow epoch still moves
             if time.monotonic() - shown[0] >= 1.0:
                 shown[0] = time.monotonic()
-                self.bar.set_postfix_str(f"fold {run.fold} trial {run.trial} epoch {epoch} step {number}/{steps}")
+                self.bar.set_postfix_str(f"{where} epoch {epoch} step {number}/{steps}")
 
         try:
             self.store(run, attempt(self.sub, self.spec, run, self.device, self.data_root, show, step))

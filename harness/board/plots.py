@@ -1,4 +1,4 @@
-"""Training curves as small standalone SVG files (no plotting dependency)."""
+"""Figures: training curves as small standalone SVG files, and bar charts through matplotlib (PNG)."""
 from __future__ import annotations
 
 from xml.sax.saxutils import escape
@@ -41,3 +41,41 @@ def curves_svg(title: str, series: dict[str, list[float]], y_label: str = "train
                      f'<circle cx="{px(0):.1f}" cy="{py(ys[0]):.1f}" r="3" fill="{colour}"/>')
         parts.append(f'<text x="{width - right + 8}" y="{top + 14 * n + 4}" fill="{colour}">{escape(name)}</text>')
     return "\n".join(parts + ["</svg>"])
+
+
+def bar_chart_png(title: str, x_label: str, y_label: str, categories: list[str],
+                  series: dict[str, dict[str, tuple[float, float]]]) -> bytes:
+    """Grouped bars with std error bars, as PNG bytes that only change when the numbers do.
+
+    Args:
+        categories: the x values, in order. series: name -> {category: (mean, std)}; one bar
+            colour per series, a legend when there are several.
+    """
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")  # no display; the same bytes on every machine with the same matplotlib
+    import matplotlib.pyplot as plt
+
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(categories) * max(1, len(series)) + 2), 4), dpi=100)
+    for n, (name, points) in enumerate(series.items()):
+        xs = [i + (n - (len(series) - 1) / 2) * width for i, c in enumerate(categories) if c in points]
+        means = [points[c][0] for c in categories if c in points]
+        stds = [points[c][1] for c in categories if c in points]
+        ax.bar(xs, means, width, yerr=stds, capsize=3, label=name, color=COLOURS[n % len(COLOURS)],
+               error_kw={"ecolor": "black", "elinewidth": 1})
+    ax.set_xticks(range(len(categories)), categories, rotation=45 if len(categories) > 8 else 0)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(title, fontsize=10)
+    lows = [m - s for points in series.values() for m, s in points.values()]
+    ax.set_ylim(max(0.0, min(lows, default=0.0) - 5), 100 if y_label.endswith("%") else None)
+    if len(series) > 1:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png", metadata={"Software": None})  # no version stamp: bytes depend on data only
+    plt.close(fig)
+    return out.getvalue()

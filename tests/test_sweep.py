@@ -187,7 +187,8 @@ def test_a_sweep_interrupted_with_ctrl_c_resumes_to_the_uninterrupted_result(tmp
     while not list((broken / "results").rglob("fold*.json")) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted: finished runs are kept" in err, err
     stopped = len(list((broken / "results").rglob("fold*.json")))
     assert 1 <= stopped < 8, "the interrupt should land between the first and the last run"
 

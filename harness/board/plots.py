@@ -70,7 +70,9 @@ def bar_chart_png(title: str, x_label: str, y_label: str, categories: list[str],
     ax.set_ylabel(y_label)
     ax.set_title(title, fontsize=10)
     lows = [m - s for points in series.values() for m, s in points.values()]
-    ax.set_ylim(max(0.0, min(lows, default=0.0) - 5), 100 if y_label.endswith("%") else None)
+    highs = [m + s for points in series.values() for m, s in points.values()]
+    low, high = max(0.0, min(lows, default=0.0) - 5), max(highs, default=1.0)
+    ax.set_ylim(low, high + 0.05 * (high - low))  # room for the top std bar, even above 100 %
     if len(series) > 1:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(axis="y", alpha=0.3)

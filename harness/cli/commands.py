@@ -95,6 +95,10 @@ class BenchGroup(click.Group):
             return super().invoke(ctx)
         except click.exceptions.Exit:  # --help and ctx.exit(): click's Exit is a RuntimeError
             raise
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM during a grid: every finished run is already stored
+            click.echo("\ninterrupted: finished runs are kept; the same command resumes with the missing ones",
+                       err=True)
+            raise SystemExit(130) from None
         except USER_ERRORS as err:
             if getattr(err, "option", None):  # a bad option value: click's usage error, naming the option
                 raise click.BadParameter(str(err), param_hint=f"'{err.option}'") from None

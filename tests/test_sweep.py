@@ -2,11 +2,9 @@
 resume like `bench run`, and the sweep report's tables and charts."""
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -161,11 +159,11 @@ SMALL = ("method: grid\nparameters:\n  submission: {value: small_cnn}\n  dataset
          "  fold: {values: [1, 2]}\n")
 
 
-def bench(home: Path, *args: str, **kwargs) -> subprocess.Popen:
+def bench(home: Path, *args: str, crash: str = "") -> subprocess.Popen:
     env = {**os.environ, "BENCH_RESULTS": str(home / "results"), "BENCH_DATA_ROOT": str(home / "data"),
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "BENCH_CRASH_AT": crash}
     return subprocess.Popen([sys.executable, "-c", "from harness.cli.commands import main; main()", *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=home, **kwargs)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=home)
 
 
 def outcome(results: Path) -> dict:
@@ -182,20 +180,17 @@ def test_a_sweep_interrupted_with_ctrl_c_resumes_to_the_uninterrupted_result(tmp
         sweep_file(home, SMALL)
     assert bench(clean, "sweep", "s.yaml", "--device", "cpu").wait(timeout=300) == 0
 
-    proc = bench(broken, "sweep", "s.yaml", "--device", "cpu")
-    deadline = time.monotonic() + 240
-    while not list((broken / "results").rglob("fold*.json")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    # Ctrl-C in the third run's first epoch (two epochs a run): two runs are finished by then
+    proc = bench(broken, "sweep", "s.yaml", "--device", "cpu", crash="epoch:5:INT")
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130 and "interrupted: finished runs are kept" in err, err
-    stopped = len(list((broken / "results").rglob("fold*.json")))
-    assert 1 <= stopped < 8, "the interrupt should land between the first and the last run"
+    assert len(list((broken / "results").rglob("fold*.json"))) == 2
+    assert not list(broken.rglob("*.claim")) and not list(broken.rglob("*.tmp"))  # released and cleaned
 
     resumed = bench(broken, "sweep", "s.yaml", "--device", "cpu")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
-    assert f"{stopped} finished, {8 - stopped} missing" in out and f"{8 - stopped} runs done now" in out
+    assert "2 finished, 6 missing" in out and "6 runs done now" in out, out
     assert outcome(broken / "results") == outcome(clean / "results") and len(outcome(clean / "results")) == 8
 
 

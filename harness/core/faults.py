@@ -1,7 +1,8 @@
 """Crash points for the chaos test: a process that reaches one dies as if the power went.
 
-``BENCH_CRASH_AT=point[:n]`` sends this process SIGKILL the n-th time (default: the first) it
-reaches ``crash_point(point)``. Unset, as always outside the tests, a crash point does nothing.
+``BENCH_CRASH_AT=point[:n[:SIGNAL]]`` sends this process SIGKILL (or SIGNAL, e.g. ``INT`` for a
+Ctrl-C at a known moment) the n-th time (default: the first) it reaches ``crash_point(point)``.
+Unset, as always outside the tests, a crash point does nothing.
 The points are ``decode`` (half of a dataset decoded into its cache file), ``epoch`` (an epoch
 trained) and ``result`` (a result written to its temporary file, not yet renamed into place).
 """
@@ -15,9 +16,10 @@ _reached: dict[str, int] = {}
 
 
 def crash_point(name: str) -> None:
-    point, _, nth = os.environ.get(ENV, "").partition(":")
+    point, _, rest = os.environ.get(ENV, "").partition(":")
     if point != name:
         return
+    nth, _, sig = rest.partition(":")
     _reached[name] = _reached.get(name, 0) + 1
     if _reached[name] == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, f"SIG{sig}") if sig else signal.SIGKILL)

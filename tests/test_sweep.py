@@ -2,6 +2,7 @@
 resume like `bench run`, and the sweep report's tables and charts."""
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -162,8 +163,11 @@ SMALL = ("method: grid\nparameters:\n  submission: {value: small_cnn}\n  dataset
 def bench(home: Path, *args: str, crash: str = "") -> subprocess.Popen:
     env = {**os.environ, "BENCH_RESULTS": str(home / "results"), "BENCH_DATA_ROOT": str(home / "data"),
            "OMP_NUM_THREADS": "1", "BENCH_CRASH_AT": crash}
+    # a child inherits an ignored SIGINT (something earlier in the suite ignores it in this process),
+    # and Python then installs no KeyboardInterrupt handler: give the child Ctrl-C as a shell would
     return subprocess.Popen([sys.executable, "-c", "from harness.cli.commands import main; main()", *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=home)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=home,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def outcome(results: Path) -> dict:

@@ -33,8 +33,9 @@ def shown(path: Path) -> str:
 
 
 def _records(planned: Planned, results_root: Path) -> list[RunRecord]:
-    found = []
-    for run in planned.runs:
+    """The records of the point's finished runs: what the plan found current, nothing stale."""
+    found, missing = [], set(planned.missing)
+    for run in (run for run in planned.runs if run not in missing):
         try:
             record = store.load_record(run.path(results_root))
         except RecordError:

@@ -53,13 +53,12 @@ class Cell:
 
     def __post_init__(self):
         whole = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1
-        if isinstance(self.trials, int) and whole(self.trials):
-            object.__setattr__(self, "trials", tuple(range(1, self.trials + 1)))  # a count: one value, one form
-        elif not isinstance(self.trials, int):
-            object.__setattr__(self, "trials", tuple(self.trials))
-        for value in self.trials if isinstance(self.trials, tuple) and self.trials else (self.trials or 0,):
+        trials = range(1, self.trials + 1) if whole(self.trials) else self.trials  # a count: trials 1..N
+        trials = tuple(trials) if isinstance(trials, (tuple, list, range)) else (trials,)
+        for value in trials or (0,):
             if not whole(value):
                 raise CellError(f"{value!r}: use a whole number of at least 1", "--trials")
+        object.__setattr__(self, "trials", trials)
         if self.epochs is not None and not whole(self.epochs):
             raise CellError(f"{self.epochs!r}: use a whole number of at least 1", "--epochs")
         if self.precision not in ("auto", "bf16", "fp32"):

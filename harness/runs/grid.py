@@ -50,9 +50,10 @@ def is_finished(sub: Submission, spec: DatasetSpec, run: Run, results_root: Path
     return isinstance(record, RunRecord) and record.run == run and (check or current_check(sub, spec))(record)
 
 
-def plan(sub: Submission, spec: DatasetSpec, runs: list[Run], results_root: Path) -> tuple[list[Run], list[Run]]:
+def plan(sub: Submission, spec: DatasetSpec, runs: list[Run], results_root: Path,
+         check: Callable[[RunRecord], bool] | None = None) -> tuple[list[Run], list[Run]]:
     """(missing, finished): an edited submission file makes its stored runs stale, so missing."""
-    check = current_check(sub, spec)
+    check = check or current_check(sub, spec)
     finished = {run for run in runs if is_finished(sub, spec, run, results_root, check)}
     return [run for run in runs if run not in finished], [run for run in runs if run in finished]
 
@@ -92,7 +93,8 @@ class _Grid:
         from tqdm import tqdm
 
         owners.clean(self.results_root / self.spec.name / self.sub.name)  # leftovers of crashed runs
-        jobs, finished = plan(self.sub, self.spec, runs, self.results_root)
+        self.check = current_check(self.sub, self.spec)
+        jobs, finished = plan(self.sub, self.spec, runs, self.results_root, self.check)
         self.report.skipped = [run.path(self.results_root) for run in finished]
         self.bar = bar or tqdm(total=len(jobs), desc=f"{self.sub.name} on {self.spec.name}", unit="run",
                                disable=not jobs)
@@ -115,7 +117,7 @@ class _Grid:
         path = run.path(self.results_root)
         if holder := owners.claim(path):
             self.report.busy.append((path, holder))
-        elif is_finished(self.sub, self.spec, run, self.results_root):
+        elif is_finished(self.sub, self.spec, run, self.results_root, self.check):
             owners.release(path)
             self.report.skipped.append(path)
         else:

@@ -63,9 +63,10 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 def current_check(sub: Submission, spec: DatasetSpec) -> Callable[[RunRecord], bool]:
-    """``is_current`` for many records of one submission: the submission as each (weights,
-    overrides) trains it is built once and its file hashed once, not once per record (a
-    rebuilt front-end computes its filterbank: 10,000 of them took 19 s)."""
+    """Whether a record is of its run's current config and of this submission code (an edited
+    file makes it stale), for many records of one submission: the submission as each (weights,
+    overrides) trains it is built once and its file hashed once, not once per record (a rebuilt
+    front-end computes its filterbank: 10,000 of them took 19 s)."""
     source, built = sub.source_hash(), {}
 
     def check(record: RunRecord) -> bool:
@@ -79,11 +80,6 @@ def current_check(sub: Submission, spec: DatasetSpec) -> Callable[[RunRecord], b
         return built[key] is not None and record.source_hash == source and \
             record.config_hash == config_hash({**built[key], **run_fields(run)})
     return check
-
-
-def is_current(record: RunRecord, sub: Submission, spec: DatasetSpec) -> bool:
-    """A record of this run's config and of this submission code (an edited file makes it stale)."""
-    return current_check(sub, spec)(record)
 
 
 def provenance_problem(record: RunRecord, submissions: Registry, specs: Registry[DatasetSpec],

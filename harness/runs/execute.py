@@ -19,7 +19,8 @@ from harness.data.catalog import DatasetSpec
 from harness.data.datasets import Dataset, load_dataset
 from harness.data.folds import Split, split_for
 from harness.frontends import augment as A
-from harness.runs.provenance import config_hash, git_state, hardware, package_versions, run_config, with_weights
+from harness.runs.provenance import (Origin, check_origin, config_hash, hardware, origin, package_versions, run_config,
+                                     with_weights)
 from harness.runs.records import FailedRecord, Record, RunRecord
 from harness.runs.run import Run
 from harness.training.device import place_model, switches
@@ -70,12 +71,17 @@ def _normalizer(recipe_normalize: str, train_features: torch.Tensor) -> Callable
 
 def run_one(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data_root: Path | None = None,
             on_epoch=lambda epoch, row: None, data: Dataset | None = None,
-            on_step=lambda epoch, step, steps: None) -> RunRecord:
+            on_step=lambda epoch, step, steps: None, source: Origin | None = None) -> RunRecord:
     """Train on every fold but ``run.fold``, then evaluate on it; returns the run's record.
 
     ``data`` replaces loading ``spec`` from the data root (in-memory check and lock data).
+    ``source``: the code's origin as the driver computed it (a worker checks it is running that
+    code); by default computed here.
     """
     start = time.perf_counter()
+    if source:
+        check_origin(sub, source)
+    source = source or origin(sub)
     trained = with_weights(sub, run)
     with switches(device):
         generator = seed_everything(run.seed)
@@ -86,7 +92,8 @@ def run_one(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, 
         split = split_for(data.folds, data.y, run.fold, trained.recipe.val_fraction, run.seed)
         fitted, pred = _train_and_test(trained, spec, run, device, data, split, generator, (on_epoch, on_step), marks)
     phases = {f"{name}_s": round(at - start, 3) for name, at in marks.items()}
-    return _record(sub, trained, spec, run, device, data, split, fitted, pred, time.perf_counter() - start, phases)
+    return _record(sub, trained, spec, run, device, data, split, fitted, pred, time.perf_counter() - start, phases,
+                   source)
 
 
 def _train_and_test(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data: Dataset, split: Split,
@@ -116,25 +123,27 @@ def _train_and_test(sub: Submission, spec: DatasetSpec, run: Run, device: torch.
 
 
 def _record(sub: Submission, trained: Submission, spec: DatasetSpec, run: Run, device: torch.device, data: Dataset,
-            split: Split, fitted: FitResult, pred: np.ndarray, seconds: float, phases: dict[str, float]) -> RunRecord:
+            split: Split, fitted: FitResult, pred: np.ndarray, seconds: float, phases: dict[str, float],
+            source: Origin) -> RunRecord:
     """``sub`` as registered (its config and code identify the run), ``trained`` as the run changed it."""
     config = run_config(sub, spec, run)
     return RunRecord(
-        run, config, config_hash(config), sub.source_hash(), spec.version, data.fold_fingerprint,
+        run, config, config_hash(config), source.source_hash, spec.version, data.fold_fingerprint,
         model=trained.model_name, frontend=trained.frontend.summary(), pretrained=bool(trained.pretrained),
         tta=sub.tta, excluded_files=list(data.excluded),
         n_train=int(len(split.train)), n_val=int(len(split.val)), n_test=int(len(split.test)),
         metrics=classification_metrics(data.y[split.test], pred, spec.num_classes),
-        predictions=pred.tolist(), curves=fitted.curves, git=git_state(sub.source_file), versions=package_versions(),
+        predictions=pred.tolist(), curves=fitted.curves, git=source.git, versions=package_versions(),
         device=device.type, hardware=hardware(device), wall_time_s=round(seconds, 3),
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), phases=phases)
 
 
 def attempt(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data_root: Path | None,
-            on_epoch=lambda epoch, row: None, on_step=lambda epoch, step, steps: None) -> Record:
+            on_epoch=lambda epoch, row: None, on_step=lambda epoch, step, steps: None,
+            source: Origin | None = None) -> Record:
     """One run as a record: its result, or a failed record saying why (never an exception)."""
     try:
-        return run_one(sub, spec, run, device, data_root, on_epoch, on_step=on_step)
+        return run_one(sub, spec, run, device, data_root, on_epoch, on_step=on_step, source=source)
     except Exception as err:  # one failed run must not stop or lose the others
         return FailedRecord(run, describe_failure(err, sub), traceback.format_exc(limit=-3))
 

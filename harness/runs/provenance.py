@@ -9,6 +9,7 @@ import hashlib
 import json
 import platform
 import subprocess
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable
 
@@ -32,6 +33,30 @@ def with_weights(sub: Submission, run: Run) -> Submission:
         raise RunError(f"{run.weights[:19]}…: name the checkpoint file of this run with `--weights FILE`")
     pretrained = {"scratch": sub.pretrained, "random": False, "pretrained": True, "sha256": run.checkpoint}[kind]
     return dataclasses.replace(apply_overrides(sub, run.overrides), pretrained=pretrained)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The code a run is from, as the driver sees it: its submission file's hash and the git state.
+
+    The driver computes it once per submission and sends it with each run; a worker, maybe on a
+    machine without ``.git``, only checks that its own copy of the submission has this hash.
+    """
+
+    source_hash: str
+    git: dict[str, Any]
+
+
+def origin(sub: Submission) -> Origin:
+    return Origin(sub.source_hash(), git_state(sub.source_file))
+
+
+def check_origin(sub: Submission, expected: Origin) -> None:
+    """Refuse to run a submission whose code is not the driver's (a node with another checkout)."""
+    if (here := sub.source_hash()) != expected.source_hash:
+        raise RunError(f"{sub.source_file}: this worker's copy differs from the driver's (source hash {here[:12]} "
+                       f"vs {expected.source_hash[:12]}); every node must run the same code: put the project "
+                       f"on a shared filesystem or check out the same commit")
 
 
 def run_config(sub: Submission, spec: DatasetSpec, run: Run, trained: Submission | None = None) -> dict:

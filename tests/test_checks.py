@@ -61,6 +61,6 @@ def test_the_cli_says_a_users_error_in_one_line_and_lets_a_bug_show_its_tracebac
     assert out.exit_code == 2 and "fold(s) [9] out of range 1..5 for synthetic" in out.output
     out = CliRunner().invoke(main, ["run", "-s", "smal_cnn"])
     assert out.exit_code == 1 and "Error: unknown submission 'smal_cnn'. Did you mean 'small_cnn'" in out.output
-    monkeypatch.setattr(runner, "run_grid", lambda *args, **kwargs: {}["a bug"])
+    monkeypatch.setattr(runner, "drive", lambda *args, **kwargs: {}["a bug"])
     out = CliRunner().invoke(main, ["run", "-s", "small_cnn"])
     assert out.exit_code == 1 and isinstance(out.exception, KeyError) and "Error:" not in out.output

@@ -26,9 +26,6 @@ DEVICE = click.option("--device", default="auto", show_default=True, type=click.
 PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32"]),
                          help="auto: bf16 on CUDA GPUs, fp32 on CPUs (bf16 kernels differ between CPUs; "
                               "ask for bf16 explicitly). Recorded in each result.")
-WORKERS = click.option("--workers", default="auto", show_default=True, callback=lambda ctx, param, value: _workers(value),
-                       help="Runs at once, in worker processes sharing the device (auto: 4 for small models on "
-                            "a GPU, else 1).")
 COMPILE = click.option("--compile", "compile", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]),
                        help="torch.compile the model, once per process (auto: on for CUDA where it works, off on CPU).")
 
@@ -49,10 +46,39 @@ def _summary(report) -> str:
     return f"; accuracy {mean:.2f} ± {std:.2f} % over {len(accs)} runs"
 
 
-def _workers(value: str) -> str:
+def _count(value: str, param: str) -> int | None:
     if value != "auto" and not (value.isdigit() and int(value) >= 1):
-        raise click.BadParameter(f"{value!r}: use auto or a whole number of at least 1", param_hint="'--workers'")
-    return value
+        raise click.BadParameter(f"{value!r}: use auto or a whole number of at least 1", param_hint=f"'{param}'")
+    return None if value == "auto" else int(value)
+
+
+def placement_options(command):
+    """Where runs train: ``--executor``, ``--gpus``, ``--runs-per-gpu``, ``--workers``, ``--address``,
+    given to the command as one checked ``placement`` (``harness.runs.slots.Placement``)."""
+    @functools.wraps(command)
+    def wrapped(*args, executor, gpus, runs_per_gpu, workers, address, **kwargs):
+        from harness.runs.slots import Placement, PlacementError
+
+        try:
+            placement = Placement(executor, gpus, _count(runs_per_gpu, "--runs-per-gpu"), _count(workers, "--workers"),
+                                  address)
+        except PlacementError as err:
+            raise click.UsageError(str(err)) from None
+        return command(*args, placement=placement, **kwargs)
+
+    options = [
+        click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+                     help="local: this machine's GPUs or cores; ray: a Ray instance or cluster (pip install -e '.[ray]')."),
+        click.option("--gpus", default="all", show_default=True, help="GPUs of this machine to use: all, or indices like 0,1."),
+        click.option("--runs-per-gpu", default="auto", show_default=True,
+                     help="Runs sharing one GPU, each in its own worker (auto: 4 for small models, else 1)."),
+        click.option("--workers", default="auto", show_default=True,
+                     help="CPU runs at once, the cores split between them (auto: 1 locally, one per core on Ray)."),
+        click.option("--address", help="Ray cluster to join: auto or HOST:PORT [default: start a local Ray instance]."),
+    ]
+    for option in reversed(options):
+        wrapped = option(wrapped)
+    return wrapped
 
 
 def get_submission(name: str):
@@ -156,14 +182,14 @@ def fetch(obj: Context, name: str, from_path: Path | None, force: bool, skip_bad
     click.echo(report)
 
 
-def _plan(obj: Context, points, device: str, workers: str, skip_unavailable: bool):
+def _plan(obj: Context, points, device: str, placement, skip_unavailable: bool):
     """Resolve ``points`` for this machine: (device, plan); the compile cache lives in the data root."""
     from harness.runs.plan import make_plan
     from harness.training.device import resolve_device, use_compile_cache
 
     dev = resolve_device(device)
     use_compile_cache(obj.data_root / "compile-cache")
-    return dev, make_plan(points, obj.catalog, obj.data_root, obj.results_root, dev, workers, skip_unavailable,
+    return dev, make_plan(points, obj.catalog, obj.data_root, obj.results_root, dev, placement, skip_unavailable,
                           click.echo)
 
 
@@ -199,19 +225,20 @@ def _parse_set(ctx, param, values: tuple[str, ...]) -> tuple[tuple[str, object],
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Local checkpoint for a pretrained model, instead of downloading.")
 @click.option("--random-init", is_flag=True, help="Train a pretrained-model submission from random weights.")
-@WORKERS
+@placement_options
 @COMPILE
 @PRECISION
 @store_options
 @click.pass_obj
-def run(obj: Context, device: str, workers: str, **cell):
+def run(obj: Context, device: str, placement, **cell):
     """Train and evaluate a submission on every (fold, trial); finished runs are skipped."""
     from harness.runs.plan import execute_plan
     from harness.runs.sweep import Point
 
-    dev, plan = _plan(obj, [Point((), Cell(**cell))], device, workers, skip_unavailable=False)
+    dev, plan = _plan(obj, [Point((), Cell(**cell))], device, placement, skip_unavailable=False)
     planned = plan.planned[0]
-    report, = execute_plan(plan, dev, obj.results_root, obj.data_root, f"{planned.sub.name} on {planned.spec.name}")
+    report, = execute_plan(plan, dev, obj.results_root, obj.data_root, f"{planned.sub.name} on {planned.spec.name}",
+                           placement=placement)
     first = planned.runs[0]
     click.echo(f"{first.submission} on {first.dataset} ({first.variant}, {plural(first.epochs, 'epoch')}): "
                f"{plural(len(report.done), 'run')}, {len(planned.runs) - len(planned.missing) + len(report.skipped)} "
@@ -230,11 +257,11 @@ def run(obj: Context, device: str, workers: str, **cell):
 @DEVICE
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]),
               help="Replace the sweep's precision (auto: bf16 on CUDA GPUs, fp32 on CPUs).")
-@WORKERS
+@placement_options
 @store_options
 @click.pass_obj
 def sweep(obj: Context, sweep_file: Path, dry_run: bool, report: bool, device: str, precision: str | None,
-          workers: str):
+          placement):
     """Run every missing run of SWEEP_FILE (W&B sweep format, method: grid) whose dataset is available.
 
     Without a file: the leaderboard's grid, leaderboard/grid.yaml. Interrupt at any time; the
@@ -246,7 +273,7 @@ def sweep(obj: Context, sweep_file: Path, dry_run: bool, report: bool, device: s
     plan_file = read_sweep(sweep_file)
     points = [dataclasses.replace(p, cell=dataclasses.replace(p.cell, precision=precision)) if precision else p
               for p in plan_file.points]
-    dev, plan = _plan(obj, points, device, workers, skip_unavailable=True)
+    dev, plan = _plan(obj, points, device, placement, skip_unavailable=True)
     total, missing = len(plan.runs), len(plan.missing)
     click.echo(f"sweep {plan_file.name}: {plural(len(plan.planned), 'point')}, {plural(total, 'run')}: "
                f"{total - missing} finished, {missing} missing")
@@ -260,7 +287,7 @@ def sweep(obj: Context, sweep_file: Path, dry_run: bool, report: bool, device: s
     if dry_run:
         return
     reports = execute_plan(plan, dev, obj.results_root, obj.data_root, f"sweep {plan_file.name}",
-                           lambda planned: planned.point.label(list(plan_file.swept)))
+                           lambda planned: planned.point.label(list(plan_file.swept)), placement)
     done, failed = sum(len(r.done) for r in reports), sum(len(r.failed) for r in reports)
     click.echo(f"sweep {plan_file.name}: {plural(done, 'run')} done now, {failed} failed, "
                f"{total - missing} finished before")

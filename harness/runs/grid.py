@@ -1,8 +1,9 @@
 """A grid of runs: plan which are missing (a pure function of the runs and the store), then
-execute them one by one or in worker processes, storing each record as it finishes.
+drive them through an executor (``harness.runs.executors``), storing each record as it comes back.
 
-A run is claimed before it starts (``harness.core.owners``), so two processes sharing a store
-never train the same run; Ctrl-C or SIGTERM keeps every finished result.
+The driver is the only writer: it claims a run (``harness.core.owners``) just before an
+executor takes it, so two processes sharing a store never train the same run, and it writes
+each record atomically, once; Ctrl-C or SIGTERM keeps every finished result.
 """
 from __future__ import annotations
 
@@ -10,18 +11,19 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from harness.core import owners
 from harness.data.catalog import DatasetSpec
 from harness.runs import store
-from harness.runs.execute import attempt
-from harness.runs.provenance import current_check
+from harness.runs.executors import Executor, InProcess, Job, LocalPool
+from harness.runs.provenance import current_check, origin
 from harness.runs.records import Record, RecordError, RunRecord
 from harness.runs.run import Run
-from harness.training.submission import Submission, get_submission
+from harness.runs.slots import cpu_slots
+from harness.training.submission import Submission
 
 
 class GridInterrupted(KeyboardInterrupt):
@@ -58,123 +60,118 @@ def plan(sub: Submission, spec: DatasetSpec, runs: list[Run], results_root: Path
     return [run for run in runs if run not in finished], [run for run in runs if run in finished]
 
 
-def run_grid(sub: Submission, spec: DatasetSpec, runs: list[Run], device: torch.device, results_root: Path,
-             data_root: Path | None = None, workers: int = 1, bar=None, label: str = "") -> GridReport:
-    """Run every missing run; finished ones are skipped, failures recorded and listed.
+@dataclass
+class Work:
+    """The runs of one submission on one dataset that a plan point gives the driver.
 
-    ``workers`` > 1 runs that many jobs at once in worker processes sharing the device, for
-    models too small to keep a GPU busy alone; results are still written one by one here.
-    ``bar``: a progress bar shared with other grids (a sweep's), else one of its own;
-    ``label`` starts each line this grid prints (a sweep point's values).
+    ``label`` starts each line printed of its runs (a sweep point's values); ``runs_per_gpu``
+    is how many of its runs share one GPU (for an executor that packs them).
+    """
+
+    sub: Submission
+    spec: DatasetSpec
+    runs: list[Run]
+    label: str = ""
+    runs_per_gpu: int = 1
+
+
+def run_grid(sub: Submission, spec: DatasetSpec, runs: list[Run], device: torch.device, results_root: Path,
+             data_root: Path | None = None, workers: int = 1) -> GridReport:
+    """Run every missing run of one grid on ``device``: in this process, or in ``workers`` worker
+    processes sharing it (CPU cores split between them)."""
+    from tqdm import tqdm
+
+    slots = cpu_slots(workers, len(runs), torch.get_num_threads()) if workers > 1 else []
+    executor = LocalPool(slots) if len(slots) > 1 else InProcess(device, {sub.name: sub})
+    missing, _ = plan(sub, spec, runs, results_root)
+    with tqdm(total=len(missing), desc=f"{sub.name} on {spec.name}", unit="run", disable=not missing) as bar:
+        report, = drive([Work(sub, spec, runs)], executor, device, results_root, data_root, bar)
+    return report
+
+
+def drive(work: list[Work], executor: Executor, device: torch.device, results_root: Path, data_root: Path | None,
+          bar: Any) -> list[GridReport]:
+    """Give every missing run of ``work`` to ``executor`` and store each record as it comes back;
+    finished runs are skipped, failures recorded and listed, one report per item of ``work``.
+
+    ``bar``: a tqdm progress bar over the runs (each run moves it once, finished or skipped).
     """
     def on_sigterm(signum, frame):
         raise GridInterrupted("terminated (SIGTERM); finished runs are kept, re-run to resume")
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
+    driver = _Driver(results_root, device, data_root, bar, [GridReport() for _ in work])
     try:
-        return _Grid(sub, spec, device, results_root, data_root, label).execute(runs, workers, bar)
+        for job, record in executor.results(driver.jobs(work), driver.status):
+            driver.store(job, record)
     finally:
+        for path in driver.claimed:  # runs given out and not finished: free for the next attempt
+            owners.release(path)
         signal.signal(signal.SIGTERM, previous)
+    return driver.reports
 
 
 @dataclass
-class _Grid:
-    """One grid's execution state: what it runs, where it stores, and its progress bar."""
+class _Driver:
+    """The driver's state: the runs it claimed and gave out, its reports and its progress bar."""
 
-    sub: Submission
-    spec: DatasetSpec
-    device: torch.device
     results_root: Path
+    device: torch.device
     data_root: Path | None
-    label: str = ""
-    report: GridReport = field(default_factory=GridReport)
+    bar: Any
+    reports: list[GridReport]
+    given: dict[Run, tuple[int, str]] = field(default_factory=dict)  # run -> (its work's index, its label)
+    claimed: set[Path] = field(default_factory=set)
+    shown: float = 0.0
 
-    def execute(self, runs: list[Run], workers: int, bar=None) -> GridReport:
-        from tqdm import tqdm
+    def jobs(self, work: list[Work]) -> Iterator[Job]:
+        """Each missing run as a job, claimed only when an executor asks for it."""
+        for index, item in enumerate(work):
+            owners.clean(self.results_root / item.spec.name / item.sub.name)  # leftovers of crashed runs
+            check, source = current_check(item.sub, item.spec), origin(item.sub)
+            missing, finished = plan(item.sub, item.spec, item.runs, self.results_root, check)
+            self.reports[index].skipped += [run.path(self.results_root) for run in finished]
+            for run in missing:
+                if self.take(index, run, check, item):
+                    self.given[run] = (index, f"{item.label + ' ' if item.label else ''}fold {run.fold} "
+                                              f"trial {run.trial}")
+                    yield Job(item.sub.name, item.spec, run, source, self.device.type, self.data_root,
+                              item.runs_per_gpu)
 
-        owners.clean(self.results_root / self.spec.name / self.sub.name)  # leftovers of crashed runs
-        self.check = current_check(self.sub, self.spec)
-        jobs, finished = plan(self.sub, self.spec, runs, self.results_root, self.check)
-        self.report.skipped = [run.path(self.results_root) for run in finished]
-        self.bar = bar or tqdm(total=len(jobs), desc=f"{self.sub.name} on {self.spec.name}", unit="run",
-                               disable=not jobs)
-        try:
-            if workers <= 1:
-                for run in filter(self.take, jobs):
-                    self.run_here(run)
-            else:
-                self.run_in_workers([run for run in jobs if self.take(run)], workers)
-        finally:
-            if bar is None:
-                self.bar.close()
-        return self.report
-
-    def where(self, run: Run) -> str:
-        return f"{self.label + ' ' if self.label else ''}fold {run.fold} trial {run.trial}"
-
-    def take(self, run: Run) -> bool:
+    def take(self, index: int, run: Run, check: Callable[[RunRecord], bool], item: Work) -> bool:
         """Claim a run; False when another live process holds it or has finished it meanwhile."""
         path = run.path(self.results_root)
         if holder := owners.claim(path):
-            self.report.busy.append((path, holder))
-        elif is_finished(self.sub, self.spec, run, self.results_root, self.check):
+            self.reports[index].busy.append((path, holder))
+        elif is_finished(item.sub, item.spec, run, self.results_root, check):
             owners.release(path)
-            self.report.skipped.append(path)
+            self.reports[index].skipped.append(path)
         else:
+            self.claimed.add(path)
             return True
         self.bar.update()
         return False
 
-    def store(self, run: Run, record: Record) -> None:
-        path = run.path(self.results_root)
+    def status(self, job: Job, text: str) -> None:
+        """What a run is doing, on the progress bar (at most twice a second: a slow epoch still moves)."""
+        if time.monotonic() - self.shown >= 0.5:
+            self.shown = time.monotonic()
+            self.bar.set_postfix_str(f"{self.given[job.run][1]}: {text}")
+
+    def store(self, job: Job, record: Record) -> None:
+        path = job.run.path(self.results_root)
         store.write_record(path, record)
         owners.release(path)
+        self.claimed.discard(path)
+        index, where = self.given.pop(job.run)
+        report = self.reports[index]
         if isinstance(record, RunRecord):
-            self.report.done.append(path)
-            self.report.accuracies.append(record.accuracy)
+            report.done.append(path)
+            report.accuracies.append(record.accuracy)
             first = (record.phases or {}).get("first_step_s")
-            self.bar.write(f"  {self.where(run)}: accuracy {record.accuracy:.4f} "
-                           f"macro-F1 {record.macro_f1:.4f} ({record.wall_time_s:.1f} s"
-                           + (f", first step after {first:.1f} s)" if first is not None else ")"))
+            self.bar.write(f"  {where}: accuracy {record.accuracy:.4f} macro-F1 {record.macro_f1:.4f} "
+                           f"({record.wall_time_s:.1f} s" + (f", first step after {first:.1f} s)" if first is not None else ")"))
         else:
-            self.report.failed.append((path, record.error))
+            report.failed.append((path, record.error))
+            self.bar.write(f"  {where}: FAILED {record.error}")
         self.bar.update()  # after the line above, so the bar is drawn once, below it
-
-    def run_here(self, run: Run) -> None:
-        where = self.where(run)
-        show = lambda epoch, row: self.bar.set_postfix_str(
-            f"{where} epoch {epoch} (budget {run.epochs}) loss {row['train_loss']:.3f}")
-        self.bar.set_postfix_str(f"{where}: data, features, first step")
-        shown = [time.monotonic()]
-
-        def step(epoch: int, number: int, steps: int) -> None:  # at most once a second: a slow epoch still moves
-            if time.monotonic() - shown[0] >= 1.0:
-                shown[0] = time.monotonic()
-                self.bar.set_postfix_str(f"{where} epoch {epoch} step {number}/{steps}")
-
-        try:
-            self.store(run, attempt(self.sub, self.spec, run, self.device, self.data_root, show, step))
-        finally:
-            owners.release(run.path(self.results_root))
-
-    def run_in_workers(self, jobs: list[Run], workers: int) -> None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        threads = max(1, torch.get_num_threads() // workers) if self.device.type == "cpu" else 1
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        try:
-            futures = {pool.submit(_attempt_in_worker, self.sub.name, self.spec, run, str(self.device),
-                                   self.data_root, threads): run for run in jobs}
-            for future in as_completed(futures):
-                self.store(futures[future], future.result())
-        finally:  # on Ctrl-C or SIGTERM: drop queued jobs; finished ones are already stored
-            pool.shutdown(wait=False, cancel_futures=True)
-            for run in jobs:
-                owners.release(run.path(self.results_root))
-
-
-def _attempt_in_worker(name: str, spec: DatasetSpec, run: Run, device: str, data_root: Path | None,
-                       threads: int) -> Record:
-    torch.set_num_threads(threads)
-    return attempt(get_submission(name), spec, run, torch.device(device), data_root)

@@ -17,9 +17,13 @@ from harness.core.errors import DatasetError
 from harness.core.registry import Registry
 from harness.data.catalog import DatasetSpec
 from harness.data.datasets import verified_folder
-from harness.runs.grid import GridReport, plan, run_grid
+from harness.data.datasets import load_dataset
+from harness.runs.executors import Executor, InProcess, LocalPool
+from harness.runs.grid import GridReport, Work, drive, plan
 from harness.runs.limit import SIDE_BY_SIDE, is_small
+from harness.runs.provenance import with_weights
 from harness.runs.run import Run
+from harness.runs.slots import Placement, cpu_slots, gpu_slots, parse_gpus
 from harness.runs.sweep import Point
 from harness.training.device import resolve_compile, resolve_precision
 from harness.training.submission import Submission, get_submission
@@ -34,7 +38,7 @@ class Planned:
     spec: DatasetSpec
     runs: list[Run]
     missing: list[Run]
-    workers: int
+    per_device: int  # how many of its runs share one device: runs per GPU, or CPU workers
     unavailable: str = ""  # why its runs cannot run here (its dataset is not imported), else ""
 
 
@@ -65,9 +69,9 @@ class Plan:
 
 
 def make_plan(points: list[Point], catalog: Registry[DatasetSpec], data_root: Path, results_root: Path,
-              device: torch.device, workers: str = "auto", skip_unavailable: bool = True,
+              device: torch.device, placement: Placement = Placement(), skip_unavailable: bool = True,
               say: Callable[[str], None] = print) -> Plan:
-    """Resolve every point (precision, compile, workers for ``device``) and find its missing runs.
+    """Resolve every point (precision, compile, runs per device for ``device``) and find its missing runs.
 
     A point whose dataset is not in the data root is planned (its runs are counted) but marked
     unavailable with the reason, or, with ``skip_unavailable=False`` (``bench run``), stops the
@@ -85,27 +89,65 @@ def make_plan(points: list[Point], catalog: Registry[DatasetSpec], data_root: Pa
                 raise
             unavailable = str(err)
         sub = build(cell.submission)
-        tiny = device.type == "cuda" and "auto" in (workers, cell.compile) and is_small(cell.trained(sub)[0], spec)
+        tiny = device.type == "cuda" and (placement.runs_per_gpu is None or cell.compile == "auto") and \
+            is_small(cell.trained(sub)[0], spec)
         runs = cell.runs(sub, spec, resolve_precision(cell.precision, device),
                          resolve_compile(cell.compile, device, say, tiny))
         missing, _ = plan(sub, spec, runs, results_root)
-        count = (SIDE_BY_SIDE if tiny else 1) if workers == "auto" else int(workers)
-        result.planned.append(Planned(point, sub, spec, runs, missing, count, unavailable))
+        per_gpu = placement.runs_per_gpu or (SIDE_BY_SIDE if tiny else 1)
+        per_device = per_gpu if device.type == "cuda" else placement.workers or 1
+        result.planned.append(Planned(point, sub, spec, runs, missing, per_device, unavailable))
     return result
 
 
 def execute_plan(plan: Plan, device: torch.device, results_root: Path, data_root: Path | None, title: str,
-                 labels: Callable[[Planned], str] = lambda p: "") -> list[GridReport]:
-    """Run every missing run of ``plan`` under one progress bar (with ETA); finished runs are kept on Ctrl-C."""
+                 labels: Callable[[Planned], str] = lambda p: "", placement: Placement = Placement()) -> list[GridReport]:
+    """Run every missing run of ``plan`` under one progress bar (with ETA); one report per point.
+
+    On the local executor, points that share devices alike (runs per GPU) run together, one
+    executor each; Ray packs every point's runs onto its cluster at once. Finished runs are
+    kept on Ctrl-C.
+    """
     from tqdm import tqdm
 
-    reports = []
-    runnable = len(plan.runnable)
-    with tqdm(total=runnable, desc=title, unit="run", disable=not runnable) as bar:
-        for planned in plan.planned:
-            if planned.missing and not planned.unavailable:
-                reports.append(run_grid(planned.sub, planned.spec, planned.missing, device, results_root, data_root,
-                                        planned.workers, bar=bar, label=labels(planned)))
-            else:
-                reports.append(GridReport())
-    return reports
+    reports = {id(p): GridReport() for p in plan.planned}
+    todo = [p for p in plan.planned if p.missing and not p.unavailable]
+    groups = [todo] if placement.executor == "ray" else \
+        [[p for p in todo if p.per_device == k] for k in dict.fromkeys(p.per_device for p in todo)]
+    with tqdm(total=len(plan.runnable), desc=title, unit="run", disable=not plan.runnable) as bar:
+        for group in groups:
+            executor = _executor(group, device, placement)
+            if not isinstance(executor, InProcess):
+                _prepare_data(group, data_root, bar)
+            work = [Work(p.sub, p.spec, p.missing, labels(p), p.per_device) for p in group]
+            for p, report in zip(group, drive(work, executor, device, results_root, data_root, bar)):
+                reports[id(p)] = report
+    return [reports[id(p)] for p in plan.planned]
+
+
+def _executor(group: list[Planned], device: torch.device, placement: Placement) -> Executor:
+    """The executor for points that share devices alike: Ray, or this machine's slots (one slot:
+    the driver trains in its own process)."""
+    if placement.executor == "ray":
+        from harness.runs.ray_executor import RayCluster
+
+        return RayCluster(placement.address, placement.workers)
+    runs, per_device, cpus = sum(len(p.missing) for p in group), group[0].per_device, torch.get_num_threads()
+    if device.type == "cuda":
+        slots = gpu_slots(parse_gpus(placement.gpus, torch.cuda.device_count()), per_device, runs, cpus)
+    else:
+        slots = cpu_slots(per_device, runs, cpus)
+    if len(slots) > 1:
+        return LocalPool(slots)
+    return InProcess(torch.device("cuda", slots[0].gpu) if slots[0].gpu is not None else device,
+                     {p.sub.name: p.sub for p in group})
+
+
+def _prepare_data(group: list[Planned], data_root: Path | None, bar) -> None:
+    """Decode each dataset into its cache once, before workers start, instead of each worker
+    waiting on the first one's lock (or, on a node of its own, decoding it again)."""
+    rates = {(p.spec.name, with_weights(p.sub, p.missing[0]).frontend.sample_rate): p.spec for p in group
+             if p.spec.kind != "synthetic"}
+    for (name, rate), spec in rates.items():
+        bar.set_postfix_str(f"decoding {name} at {rate or spec.sample_rate} Hz for the workers")
+        load_dataset(spec, data_root, rate)

@@ -232,8 +232,8 @@ def _engine_in_worker(name: str, steps: int, device: str, threads: int, precisio
 def side_by_side(name: str, steps: int, device: torch.device, workers: int, precision: str = "auto") -> dict:
     """Aggregate training throughput of ``workers`` engine runs at once vs one run alone.
 
-    Each run is a worker process on the same device (``bench run --workers``); on CPU the
-    cores are split between them.
+    Each run is a worker process on the same device (``bench run --runs-per-gpu``, ``--workers``
+    on CPU); on CPU the cores are split between them.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor

@@ -1,0 +1,180 @@
+"""Executors: where the runs of a plan train. The driver (``harness.runs.grid``) hands one an
+iterator of jobs and gets back ``(job, record)`` pairs as runs finish; the driver alone claims
+runs and writes results, so resume, provenance and the single writer are the same whichever
+executor trained them.
+
+- ``InProcess``: the driver trains the runs itself, one at a time (progress shown per epoch).
+- ``LocalPool``: one worker process per slot (``harness.runs.slots``), pinned to its GPU with
+  ``CUDA_VISIBLE_DEVICES`` or given its share of the CPU cores; a worker that dies (killed, out
+  of host memory) is replaced and its run retried.
+- ``RayCluster`` (``harness.runs.ray_executor``): each run a Ray task, here or on a cluster.
+
+An executor takes the next job only when it has room for it, so a run is claimed just before
+it starts, and two drivers sharing a store split a sweep between them.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Protocol
+
+import torch
+
+from harness.data.catalog import DatasetSpec
+from harness.runs.execute import attempt
+from harness.runs.provenance import Origin
+from harness.runs.records import FailedRecord, Record
+from harness.runs.run import Run
+from harness.runs.slots import Slot, pinned_devices
+from harness.training.submission import Submission, get_submission
+
+MAX_ATTEMPTS = 3  # a run whose worker died this often is recorded as failed, not tried forever
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run, by value, as a worker needs it: it pickles to a process or to another machine.
+
+    ``device`` is ``cpu`` or ``cuda`` (a pinned worker's GPU is its ``cuda:0``); ``source`` is the
+    driver's view of the code (a worker checks its own copy against it); ``runs_per_gpu`` how
+    many runs of this kind share one GPU.
+    """
+
+    submission: str
+    spec: DatasetSpec
+    run: Run
+    source: Origin
+    device: str
+    data_root: Path | None
+    runs_per_gpu: int = 1
+
+
+Status = Callable[[Job, str], None]  # what an executor says of a job while it runs (on the progress bar)
+
+
+class Executor(Protocol):
+    def results(self, jobs: Iterator[Job], status: Status) -> Iterator[tuple[Job, Record]]:
+        """Train ``jobs``, taking the next only when there is room for it; yield each with its record."""
+
+
+def work(job: Job, threads: int) -> Record:
+    """What a worker does with a job: its record (``attempt`` turns every error into a failed record)."""
+    torch.set_num_threads(threads)
+    sub = get_submission(job.submission)
+    return attempt(sub, job.spec, job.run, torch.device(job.device), job.data_root, source=job.source)
+
+
+def died(job: Job, attempts: int, why: str) -> FailedRecord:
+    return FailedRecord(job.run, f"its worker process died {attempts} times ({why}); nothing of it was stored. "
+                                 f"If it ran out of host memory, run fewer at once (--runs-per-gpu, --workers)")
+
+
+@dataclass
+class InProcess:
+    """The driver trains each run itself on ``device``: one slot, no worker to start."""
+
+    device: torch.device
+    submissions: Mapping[str, Submission]  # the driver's own objects, as it planned them
+
+    def results(self, jobs: Iterator[Job], status: Status) -> Iterator[tuple[Job, Record]]:
+        for job in jobs:
+            show = lambda epoch, row: status(job, f"epoch {epoch} (budget {job.run.epochs}) loss {row['train_loss']:.3f}")
+            step = lambda epoch, number, steps: status(job, f"epoch {epoch} step {number}/{steps}")
+            status(job, "data, features, first step")
+            yield job, attempt(self.submissions[job.submission], job.spec, job.run, self.device, job.data_root,
+                               show, step, source=job.source)
+
+
+class LocalPool:
+    """One spawned worker process per slot, kept for all the jobs; a dead one is replaced and its
+    run given to the next free slot, up to ``MAX_ATTEMPTS`` times."""
+
+    def __init__(self, slots: list[Slot]):
+        self.slots = slots
+
+    def results(self, jobs: Iterator[Job], status: Status) -> Iterator[tuple[Job, Record]]:
+        workers: dict[int, _Worker] = {}
+        retry: deque[tuple[Job, int]] = deque()
+        idle, busy = list(range(len(self.slots))), {}
+        try:
+            while True:
+                while idle and (nxt := retry.popleft() if retry else _next(jobs)):
+                    index = idle.pop(0)
+                    worker = workers.get(index) or workers.setdefault(index, _Worker(self.slots[index]))
+                    busy[index] = worker.give(*nxt)
+                    status(nxt[0], f"on {self.slots[index]}")
+                if not busy:
+                    return
+                for index in _finished(workers, busy):
+                    job, attempts = busy.pop(index)
+                    idle.append(index)
+                    record = workers[index].take()
+                    if record is None:  # the process died mid-run: a fresh one takes its slot
+                        workers.pop(index).stop()
+                        if attempts < MAX_ATTEMPTS:
+                            retry.append((job, attempts + 1))
+                            status(job, f"worker died (attempt {attempts}); retrying")
+                            continue
+                        record = died(job, attempts, "killed or out of memory")
+                    yield job, record
+        finally:  # also on Ctrl-C: a worker holds no result the driver has not stored
+            for worker in workers.values():
+                worker.stop()
+
+
+def _next(jobs: Iterator[Job]) -> tuple[Job, int] | None:
+    job = next(jobs, None)
+    return (job, 1) if job is not None else None
+
+
+def _finished(workers: dict[int, "_Worker"], busy: dict[int, tuple[Job, int]]) -> list[int]:
+    """The busy slots whose worker sent a record or died (waits for at least one)."""
+    ready = set(wait([h for i in busy for h in (workers[i].conn, workers[i].process.sentinel)]))
+    return [i for i in busy if workers[i].conn in ready or workers[i].process.sentinel in ready]
+
+
+class _Worker:
+    """One slot's process: it receives a job, sends back its record, and waits for the next."""
+
+    def __init__(self, slot: Slot):
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+        self.conn, child = context.Pipe()
+        pinned = pinned_devices(os.environ.get("CUDA_VISIBLE_DEVICES"), slot.gpu) if slot.gpu is not None else None
+        self.process = context.Process(target=_serve, args=(child, pinned, slot.threads), name=f"bench {slot}")
+        self.process.start()
+        child.close()
+
+    def give(self, job: Job, attempts: int) -> tuple[Job, int]:
+        self.conn.send(job)
+        return job, attempts
+
+    def take(self) -> Record | None:
+        """The record the worker sent, or None when it died before sending one."""
+        try:
+            return self.conn.recv() if self.conn.poll() else None
+        except (EOFError, OSError):
+            return None
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.conn.close()
+
+
+def _serve(conn, pinned: str | None, threads: int) -> None:
+    """A worker's life: pinned to its GPU before CUDA starts, then one job after another."""
+    if pinned is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = pinned
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle; it stops the workers
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:  # the driver is gone
+            return
+        conn.send(work(job, threads))

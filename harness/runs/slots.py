@@ -1,0 +1,118 @@
+"""Where runs go: the worker slots of an executor, as pure functions of the GPUs asked for, how
+many runs share one GPU and how many runs there are. No torch here, so every case is testable
+on a machine without a GPU.
+
+A slot is one worker process: on a GPU it sees only its GPU (``CUDA_VISIBLE_DEVICES``), so its
+runs use ``cuda:0`` whichever GPU that is; on the CPU the cores are split between the slots.
+Runs are handed to slots in order, the first ``len(slots)`` runs one each, every later run to
+the first slot that frees up.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.core.errors import HarnessError
+
+
+class PlacementError(HarnessError):
+    """A GPU list or slot count that cannot be used on this machine."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One worker: ``gpu`` is its index among the GPUs this process sees (None on the CPU),
+    ``threads`` the CPU threads its runs use."""
+
+    gpu: int | None
+    threads: int
+
+    def __str__(self) -> str:
+        return f"GPU {self.gpu}" if self.gpu is not None else f"CPU x{self.threads}"
+
+
+def parse_gpus(text: str, visible: int) -> list[int]:
+    """``all`` or a comma-separated list of GPU indices (``1,3``) -> the indices, checked.
+
+    Args:
+        text: the ``--gpus`` value.
+        visible: how many GPUs this process sees (after the user's own ``CUDA_VISIBLE_DEVICES``).
+    """
+    if visible < 1:
+        raise PlacementError("--gpus: torch sees no CUDA GPU here; run on the CPU (--device cpu)")
+    if text.strip() == "all":
+        return list(range(visible))
+    try:
+        gpus = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise PlacementError(f"--gpus {text!r}: write all, or GPU indices like 0,1 or 1,3") from None
+    if bad := [g for g in gpus if not 0 <= g < visible]:
+        raise PlacementError(f"--gpus {text!r}: no GPU {bad[0]} here; this machine shows GPUs 0..{visible - 1}")
+    if len(set(gpus)) != len(gpus):
+        raise PlacementError(f"--gpus {text!r} names a GPU twice; use --runs-per-gpu to put several runs on one")
+    return gpus
+
+
+def gpu_slots(gpus: list[int], runs_per_gpu: int, runs: int, cpus: int) -> list[Slot]:
+    """``runs_per_gpu`` slots on each GPU, at most one per run, spread over the GPUs first
+    (with 2 runs and GPUs 1,3 each GPU gets one, not GPU 1 both); the CPU cores are split
+    between the slots (each drives its GPU from at least one thread)."""
+    if runs_per_gpu < 1:
+        raise PlacementError(f"--runs-per-gpu {runs_per_gpu}: use a whole number of at least 1")
+    order = [gpu for _ in range(runs_per_gpu) for gpu in gpus][:max(runs, 1)]
+    return [Slot(gpu, max(1, cpus // len(order))) for gpu in order]
+
+
+def cpu_slots(workers: int, runs: int, cpus: int) -> list[Slot]:
+    """``workers`` CPU slots, at most one per run, the cores split between them."""
+    if workers < 1:
+        raise PlacementError(f"--workers {workers}: use a whole number of at least 1")
+    count = max(1, min(workers, runs))
+    return [Slot(None, max(1, cpus // count)) for _ in range(count)]
+
+
+def pinned_devices(visible: str | None, gpu: int) -> str:
+    """The ``CUDA_VISIBLE_DEVICES`` of a worker on GPU ``gpu`` (an index among the GPUs the driver
+    sees): with the driver's own ``CUDA_VISIBLE_DEVICES=2,5`` (as SLURM sets it), GPU 1 is ``5``."""
+    if visible is None or not visible.strip():
+        return str(gpu)
+    entries = [entry.strip() for entry in visible.split(",") if entry.strip()]
+    if gpu >= len(entries):
+        raise PlacementError(f"GPU {gpu} is not among CUDA_VISIBLE_DEVICES={visible}")
+    return entries[gpu]
+
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How a plan's runs are spread over the hardware, checked when it is made.
+
+    Args:
+        executor: ``local`` (this machine's GPUs or cores) or ``ray`` (a Ray instance or cluster).
+        gpus: ``all`` or GPU indices like ``0,1`` (local executor on CUDA); default ``all``.
+        runs_per_gpu: runs sharing one GPU; None: 4 for small models, else 1 (``harness.runs.limit``).
+        workers: CPU runs at once, the cores split between them; None: 1 on the local executor,
+            one per core on Ray.
+        address: the Ray cluster to join (``auto`` or ``HOST:PORT``); None: a local Ray instance.
+    """
+
+    executor: str = "local"
+    gpus: str = "all"
+    runs_per_gpu: int | None = None
+    workers: int | None = None
+    address: str | None = None
+
+    def __post_init__(self):
+        if self.executor not in EXECUTORS:
+            raise PlacementError(f"--executor {self.executor!r}: use one of {', '.join(EXECUTORS)}")
+        for name, count in (("--runs-per-gpu", self.runs_per_gpu), ("--workers", self.workers)):
+            if count is not None and (not isinstance(count, int) or count < 1):
+                raise PlacementError(f"{name} {count!r}: use a whole number of at least 1")
+        if self.gpus.strip() != "all" and not all(part.strip().isdigit() for part in self.gpus.split(",")):
+            raise PlacementError(f"--gpus {self.gpus!r}: write all, or GPU indices like 0,1 or 1,3")
+        if self.address and self.executor != "ray":
+            raise PlacementError("--address names a Ray cluster: add --executor ray")
+        if self.executor == "ray" and self.gpus.strip() != "all":
+            raise PlacementError("--gpus chooses GPUs of this machine; Ray places runs on its cluster's GPUs itself "
+                                 "(limit them with `ray start --num-gpus`)")

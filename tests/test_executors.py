@@ -1,0 +1,194 @@
+"""Executors: where runs go (a pure function, tested case by case), and the local and Ray
+executors giving the serial executor's results, also when a worker is SIGKILLed mid-run or the
+driver is interrupted. Ray is real: one local instance for the module, with 2 CPUs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from harness.cli.commands import main
+from harness.data.catalog import load_catalog
+from harness.data.datasets import data_root
+from harness.runs import store
+from harness.runs.plan import execute_plan, make_plan
+from harness.runs.slots import (Placement, PlacementError, Slot, cpu_slots, gpu_slots, parse_gpus,
+                                pinned_devices)
+from harness.runs.sweep import read_sweep
+
+CPU = torch.device("cpu")
+SWEEP = """method: grid
+parameters:
+  submission: {value: small_cnn}
+  dataset: {value: synthetic}
+  epochs: {value: 2}
+  n_mels: {values: [16, 32]}
+  fold: {values: [1, 2, 3]}
+"""
+
+
+# --- where runs go ---------------------------------------------------------------------------
+
+def test_gpu_lists_are_indices_among_the_visible_gpus():
+    assert parse_gpus("all", 4) == [0, 1, 2, 3]
+    assert parse_gpus("1,3", 4) == [1, 3]
+    for bad, says in (("4", "no GPU 4 here; this machine shows GPUs 0..3"), ("1,1", "names a GPU twice"),
+                      ("a,b", "write all, or GPU indices")):
+        with pytest.raises(PlacementError, match=says):
+            parse_gpus(bad, 4)
+    with pytest.raises(PlacementError, match="sees no CUDA GPU"):
+        parse_gpus("all", 0)
+
+
+def test_slots_spread_over_the_gpus_first_and_never_outnumber_the_runs():
+    assert gpu_slots([1, 3], 2, runs=10, cpus=16) == [Slot(1, 4), Slot(3, 4), Slot(1, 4), Slot(3, 4)]
+    assert gpu_slots([1, 3], 2, runs=3, cpus=16) == [Slot(1, 5), Slot(3, 5), Slot(1, 5)]
+    assert gpu_slots([1, 3], 4, runs=1, cpus=2) == [Slot(1, 2)]  # more slots than runs: one
+    assert gpu_slots([0], 8, runs=100, cpus=2) == [Slot(0, 1)] * 8  # each slot keeps one thread
+    assert cpu_slots(2, runs=5, cpus=2) == [Slot(None, 1)] * 2
+    assert cpu_slots(4, runs=1, cpus=2) == [Slot(None, 2)]
+    with pytest.raises(PlacementError, match="at least 1"):
+        gpu_slots([0], 0, runs=1, cpus=1)
+
+
+def test_a_worker_is_pinned_to_the_physical_gpu_behind_its_index():
+    assert pinned_devices(None, 1) == "1"
+    assert pinned_devices("2,5", 1) == "5"  # SLURM gave this job GPUs 2 and 5; index 1 is GPU 5
+    assert pinned_devices("GPU-aa, GPU-bb", 0) == "GPU-aa"
+    with pytest.raises(PlacementError, match="not among CUDA_VISIBLE_DEVICES=2"):
+        pinned_devices("2", 1)
+
+
+def test_placements_are_checked_when_made():
+    assert Placement("ray", address="auto").address == "auto"
+    for kwargs, says in ((dict(executor="slurm"), "use one of local, ray"), (dict(runs_per_gpu=0), "at least 1"),
+                         (dict(gpus="0;1"), "GPU indices"), (dict(address="auto"), "add --executor ray"),
+                         (dict(executor="ray", gpus="0"), "Ray places runs")):
+        with pytest.raises(PlacementError, match=says):
+            Placement(**kwargs)
+    out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--runs-per-gpu", "0"])
+    assert out.exit_code == 2 and "'--runs-per-gpu'" in out.output and "at least 1" in out.output
+
+
+# --- the executors give the serial results ---------------------------------------------------
+
+def sweep(tmp_path: Path, results: Path, placement: Placement) -> list:
+    path = tmp_path / "s.yaml"
+    path.write_text(SWEEP)
+    plan = make_plan(read_sweep(path).points, load_catalog(), data_root(), results, CPU, placement)
+    return execute_plan(plan, CPU, results, None, "test", placement=placement)
+
+
+def outcome(results: Path) -> dict:
+    """What the runs computed: the same runs, configs, metrics and predictions (a loss curve's
+    last digits depend on the thread count, which differs between executors)."""
+    keep = ("run", "config_hash", "source_hash", "metrics", "predictions", "fold_fingerprint")
+    return {p.relative_to(results).as_posix(): {k: json.loads(p.read_text())[k] for k in keep}
+            for p in sorted(results.rglob("fold*.json"))}
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("serial")
+    reports = sweep(tmp, tmp / "results", Placement())
+    assert sum(len(r.done) for r in reports) == 6
+    return outcome(tmp / "results")
+
+
+@pytest.fixture
+def writes(monkeypatch) -> list:
+    """Every result path the driver writes, in order: each run must be written once."""
+    written, real = [], store.write_record
+
+    def write(path, record):
+        written.append(path)
+        return real(path, record)
+
+    monkeypatch.setattr(store, "write_record", write)
+    return written
+
+
+@pytest.fixture
+def kill_once(tmp_path, monkeypatch):
+    """SIGKILL the first worker to reach its second epoch; its retry goes through."""
+    monkeypatch.setenv("BENCH_CRASH_AT", "epoch:2:KILL")
+    monkeypatch.setenv("BENCH_CRASH_ONCE", str(tmp_path / "crashed"))
+    return tmp_path / "crashed"
+
+
+@pytest.mark.slow
+def test_two_local_cpu_workers_give_the_serial_results_even_when_one_is_killed(tmp_path, serial, writes, kill_once):
+    reports = sweep(tmp_path, tmp_path / "results", Placement(workers=2))
+    assert kill_once.exists(), "no worker was killed: the test tested nothing"
+    assert sum(len(r.done) for r in reports) == 6 and not any(r.failed for r in reports)
+    assert outcome(tmp_path / "results") == serial
+    assert len(writes) == len(set(writes)) == 6
+    assert not list(tmp_path.rglob("*.claim"))
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray", reason="the Ray executor needs pip install -e '.[ray]' (make install does)")
+    context = ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield context.address_info["address"]
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_the_ray_executor_gives_the_serial_results(tmp_path, serial, writes, ray_cluster):
+    reports = sweep(tmp_path, tmp_path / "results", Placement("ray"))
+    assert sum(len(r.done) for r in reports) == 6
+    assert outcome(tmp_path / "results") == serial
+    assert len(writes) == len(set(writes)) == 6
+
+
+@pytest.mark.slow
+def test_a_ray_worker_killed_mid_run_is_retried_and_recorded_once(tmp_path, serial, writes, kill_once, ray_cluster):
+    reports = sweep(tmp_path, tmp_path / "results", Placement("ray"))
+    assert kill_once.exists(), "no worker was killed: the test tested nothing"
+    assert sum(len(r.done) for r in reports) == 6 and not any(r.failed for r in reports)
+    assert outcome(tmp_path / "results") == serial
+    assert len(writes) == len(set(writes)) == 6
+
+
+def bench(home: Path, *args: str, crash: str = "") -> subprocess.Popen:
+    env = {**os.environ, "BENCH_RESULTS": str(home / "results"), "BENCH_DATA_ROOT": str(home / "data"),
+           "BENCH_CRASH_AT": crash}
+    return subprocess.Popen([sys.executable, "-c", "from harness.cli.commands import main; main()", *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=home,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+@pytest.mark.slow
+def test_an_interrupted_ray_sweep_resumes_to_the_serial_results(tmp_path, serial, ray_cluster):
+    (tmp_path / "s.yaml").write_text(SWEEP)
+    command = ("sweep", "s.yaml", "--device", "cpu", "--executor", "ray", "--address", ray_cluster)
+    # Ctrl-C while the driver writes its second result: that one is lost, the first is kept
+    _, err = (proc := bench(tmp_path, *command, crash="result:2:INT")).communicate(timeout=300)
+    assert proc.returncode == 130 and "interrupted: finished runs are kept" in err, err
+    assert len(list((tmp_path / "results").rglob("fold*.json"))) == 1
+    assert not list(tmp_path.rglob("*.claim"))
+
+    out, err = (proc := bench(tmp_path, *command)).communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "1 finished, 5 missing" in out and "5 runs done now" in out, out
+    assert outcome(tmp_path / "results") == serial
+
+
+def test_a_record_carries_the_drivers_view_of_the_code_and_a_worker_refuses_other_code():
+    from harness.runs.execute import run_one
+    from harness.runs.provenance import Origin
+    from harness.runs.run import Run, RunError
+    from harness.training.submission import get_submission
+
+    sub, spec, run = get_submission("small_cnn"), load_catalog().get("synthetic"), Run("small_cnn", "synthetic", 1, 1, 1)
+    driver = Origin(sub.source_hash(), {"commit": "0123abc", "dirty": False})  # a worker may have no .git at all
+    record = run_one(sub, spec, run, CPU, source=driver)
+    assert record.git == driver.git and record.source_hash == driver.source_hash
+    with pytest.raises(RunError, match="this worker's copy differs from the driver's"):
+        run_one(sub, spec, run, CPU, source=Origin("f" * 64, driver.git))

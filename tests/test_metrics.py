@@ -11,3 +11,39 @@ def test_metrics_match_hand_computed_values():
     assert m["per_class_f1"] == pytest.approx([0.5, 0.8, 0.0, 0.0])
     assert m["macro_f1"] == pytest.approx(1.3 / 4)
     assert m["confusion"] == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_validation_metrics_on_the_device_match_scikit_learn(seed):
+    import torch
+    import torch.nn.functional as F
+    from sklearn.metrics import f1_score
+
+    from harness.training.metrics import validation_metrics
+
+    generator = torch.Generator().manual_seed(seed)
+    logits, y = torch.randn(57, 6, generator=generator), torch.randint(0, 5, (57,), generator=generator)  # class 5 absent
+    got = validation_metrics(logits, y, 6)
+    pred = logits.argmax(1).numpy()
+    assert got["val_macro_f1"] == pytest.approx(f1_score(y.numpy(), pred, labels=range(6), average="macro", zero_division=0))
+    assert got["val_accuracy"] == pytest.approx(float((pred == y.numpy()).mean()))
+    assert got["val_loss"] == pytest.approx(F.cross_entropy(logits, y).item())
+
+
+def test_a_run_with_a_validation_split_records_validation_metrics_per_epoch():
+    import dataclasses
+
+    import torch
+
+    from harness.data.catalog import load_catalog
+    from harness.runs.execute import run_one
+    from harness.runs.run import Run
+    from harness.training.submission import get_submission
+
+    sub = get_submission("small_cnn")
+    sub = dataclasses.replace(sub, recipe=dataclasses.replace(sub.recipe, val_fraction=0.2))
+    record = run_one(sub, load_catalog().get("synthetic"), Run("small_cnn", "synthetic", 3, 1, 1), torch.device("cpu"))
+    assert [row["epoch"] for row in record.curves] == [1, 2, 3]
+    for row in record.curves:
+        assert 0 <= row["val_accuracy"] <= 1 and 0 <= row["val_macro_f1"] <= 1 and row["val_loss"] > 0
+    assert record.n_val > 0

@@ -20,6 +20,7 @@ from harness.frontends import augment as A
 from harness.core.errors import HarnessError
 from harness.core.faults import crash_point
 from harness.training.device import autocast, is_compiled
+from harness.training.metrics import validation_metrics
 from harness.training.submission import Recipe, Submission
 
 
@@ -122,8 +123,9 @@ def train_epochs(ctx: TrainContext, model: nn.Module, opt: torch.optim.Optimizer
                  first_epoch: int = 0) -> list[dict]:
     """Run ``epochs`` epochs of ``model`` on ``ctx.x``; return one row per epoch.
 
-    Tracks the validation accuracy when a validation split exists and leaves ``model``
-    holding the weights of its best epoch (the last one without validation). Multi-stage
+    Records the validation loss, accuracy and macro-F1 of each epoch when a validation split
+    exists (the test fold is not touched) and leaves ``model`` holding the weights of its best
+    epoch by validation accuracy (the last one without validation). Multi-stage
     recipes call it once per stage with a context whose features they replaced.
     """
     x, recipe, n = ctx.x, ctx.recipe, len(ctx.x)
@@ -155,7 +157,7 @@ def train_epochs(ctx: TrainContext, model: nn.Module, opt: torch.optim.Optimizer
                     "re-run with `--precision fp32`") if ctx.precision == "bf16" else ""
             raise NonFiniteLossError(f"non-finite training loss at epoch {row['epoch']}{hint}")
         if ctx.x_val is not None and len(ctx.x_val):
-            row["val_accuracy"] = float((predict(model, ctx.x_val, ctx.device, ctx.precision).argmax(1).cpu() == ctx.y_val.cpu()).float().mean())
+            row |= validation_metrics(predict(model, ctx.x_val, ctx.device, ctx.precision), ctx.y_val, ctx.num_classes)
             if row["val_accuracy"] > best:
                 best, best_state = row["val_accuracy"], copy.deepcopy(model.state_dict())
         rows.append(row)

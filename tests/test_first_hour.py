@@ -65,15 +65,18 @@ def test_the_leaderboard_touches_only_the_figures_it_wrote(tmp_path):
     board.parent.mkdir()
     theirs = board.parent / "curves-theirs.svg"
     theirs.write_text("<svg/>")
+    old = board.parent / "curves-synthetic-e1.svg"  # a curve an older board linked beside itself
+    old.write_text("<svg/>")
+    board.write_text(f"![training loss per epoch]({old.name})")
     run = ["run", "-s", "small_cnn", "--folds", "1", "--device", "cpu", "--results", str(tmp_path / "r")]
     assert CliRunner().invoke(main, run + ["--epochs", "1"]).exit_code == 0
     assert CliRunner().invoke(main, ["leaderboard", "--results", str(tmp_path / "r"), "--output", str(board)]).exit_code == 0
-    assert (board.parent / "curves-synthetic-e1.svg").exists()
+    assert (board.parent / "figures" / "synthetic-e1-curves.png").exists() and not old.exists()
     (tmp_path / "r" / "synthetic" / "small_cnn" / "e1" / "scratch-fp32" / "fold1-trial1.json").unlink()
     assert CliRunner().invoke(main, run + ["--epochs", "2"]).exit_code == 0
     assert CliRunner().invoke(main, ["leaderboard", "--results", str(tmp_path / "r"), "--output", str(board)]).exit_code == 0
-    assert not (board.parent / "curves-synthetic-e1.svg").exists()  # its own old figure, gone
-    assert (board.parent / "curves-synthetic-e2.svg").exists() and theirs.exists()
+    assert not (board.parent / "figures" / "synthetic-e1-curves.png").exists()  # its own old figure, gone
+    assert (board.parent / "figures" / "synthetic-e2-curves.png").exists() and theirs.exists()
 
 
 def test_a_users_board_reads_plainly(tmp_path):
@@ -86,8 +89,7 @@ def test_a_users_board_reads_plainly(tmp_path):
     assert "### synthetic, 1 epoch\n" in text and " (1 run) " in text and "1 (1 fold × 1 trial)" in text
     assert re.search(r"\| 1 \(1 fold × 1 trial\) +\| +24 \|", text)  # every row says how many clips it was tested on
     assert "± 0.00" not in text and "## esc50" not in text  # no seed-only tables on a user's own board
-    svg = (results / "curves-synthetic-e1.svg").read_text()
-    assert "<circle" in svg and ">2</text>" not in svg  # one epoch: one point, one tick
+    assert (results / "figures" / "synthetic-e1-curves.png").exists()  # one epoch: drawn as a point
 
 
 def test_list_says_which_datasets_are_imported(tmp_path):

@@ -43,10 +43,8 @@ def test_cli_run_then_leaderboard(tmp_path):
     text = board.read_text()
     assert "### synthetic, 2 epochs" in text and "small_cnn" in text and "2 (2 folds × 1 trial)" in text
     assert "standard deviation" in text and "fold 2" in text
-    import xml.etree.ElementTree as ET
-    svg = ET.parse(tmp_path / "curves-synthetic-e2.svg").getroot()  # the curves the board links to
-    assert "![training loss per epoch](curves-synthetic-e2.svg)" in text
-    assert len([e for e in svg.iter() if e.tag.endswith("polyline")]) == 1
+    assert "](figures/synthetic-e2-curves.png)" in text  # the curves the board links to
+    assert (tmp_path / "figures" / "synthetic-e2-curves.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_resume_skips_finished_runs_and_redoes_interrupted_ones(tmp_path, monkeypatch):

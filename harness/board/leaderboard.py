@@ -1,8 +1,10 @@
 """Render ``leaderboard/README.md`` from stored result files only.
 
-Each (dataset, epoch budget) gets a ranked table and a per-fold table. Only results whose
-provenance still matches the current submission and dataset are ranked; the rest are
-listed with the reason they were left out.
+Each (dataset, epoch budget) gets a ranked table (each entry compared with #1 by the corrected
+resampled t-test, ``harness.board.significance``), a per-fold table, its figures
+(``harness.board.figures``) and a page per entry (``harness.board.cards``). Only results whose
+provenance still matches the current submission and dataset are ranked; the rest are listed
+with the reason they were left out.
 """
 from __future__ import annotations
 
@@ -13,8 +15,11 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from harness.board.aggregate import Entry, Table, aggregate, ranked
-from harness.board.plots import curves_svg
+from harness.board.aggregate import Entry, aggregate, ranked
+from harness.board.cards import card_path, model_card
+from harness.board.figures import FIGURES, figure_path, table_figures
+from harness.board.significance import Comparison, compare
+from harness.core.errors import HarnessError
 from harness.core.registry import Registry
 from harness.data.catalog import DatasetSpec
 from harness.runs import store
@@ -32,6 +37,13 @@ RULES = """\
 - Ranked by mean test accuracy. **±** is the sample standard deviation (ddof = 1) over all
   runs of the row, i.e. over folds × trials; *runs* says how many that is, *test clips* how
   many clips each run was scored on.
+- *vs #1* compares each entry with #1 over their paired (fold, trial) results by the corrected
+  resampled t-test (Nadeau & Bengio 2003, for repeated k-fold as in Bouckaert & Frank 2004):
+  the mean accuracy difference in points and the two-sided p. An entry not distinguishable from
+  #1 at the 5% level is ranked *1 (tied)*. A plain paired t-test over folds would overstate
+  significance: the training sets of any two folds share most of their clips, so the fold
+  results are correlated and their spread understates the variance; the correction scales it by
+  1/n + n_test/n_train. Entries that did not run on the same (fold, trial) pairs are not compared.
 - A result is ranked only while its submission source, config hash, dataset version and fold
   fingerprint match the current code and data; otherwise it is listed as stale.
 - A run's identity holds its weights (from scratch, pretrained, random initialisation of a
@@ -85,12 +97,12 @@ def collect(results_root: Path, submissions: Registry, specs: Registry[DatasetSp
 def _published_row(name: str, sub: Submission, pub: Published) -> dict[str, Any]:
     return {"#": "–", "submission": name, "model": sub.model_name, "front-end": sub.frontend.summary(),
             "pretrained": "yes" if sub.pretrained else "no", "accuracy %": "not run here", "macro-F1 %": "",
-            "runs": "0", "test clips": "", "s/run": "", "hardware": "", "published": _published_text(pub)}
+            "runs": "0", "test clips": "", "s/run": "", "hardware": "", "vs #1": "", "published": _published_text(pub)}
 
 
-def _entry_row(rank: int, entry: Entry, pub: Published | None) -> dict[str, Any]:
+def _entry_row(rank: str, entry: Entry, pub: Published | None, versus: str, card: str) -> dict[str, Any]:
     first, recs = entry.first, entry.records
-    return {"#": rank, "submission": entry.label + (" *TTA*" if first.tta else ""), "model": first.model,
+    return {"#": rank, "submission": f"[{entry.label}]({card})" + (" *TTA*" if first.tta else ""), "model": first.model,
             "front-end": first.frontend, "pretrained": "yes" if first.pretrained else "no",
             "accuracy %": _fmt(entry, "accuracy"), "macro-F1 %": _fmt(entry, "macro_f1"),
             "runs": f"{len(recs)} ({plural(len(entry.folds), 'fold')} × {plural(len(entry.trials), 'trial')})"
@@ -99,11 +111,34 @@ def _entry_row(rank: int, entry: Entry, pub: Published | None) -> dict[str, Any]
             "s/run": f"{np.mean([r.wall_time_s for r in recs]):.1f}",
             "hardware": ", ".join(sorted({f"{r.hardware}, {r.run.precision}" + (", compiled" if r.run.compiled else "")
                                           for r in recs})),
-            "published": _published_text(pub)}
+            "vs #1": versus, "published": _published_text(pub)}
 
 
-COLUMNS = ["#", "submission", "model", "front-end", "pretrained", "accuracy %", "macro-F1 %", "runs", "test clips",
-           "s/run", "hardware", "published"]
+COLUMNS = ["#", "submission", "model", "front-end", "pretrained", "accuracy %", "macro-F1 %", "vs #1", "runs",
+           "test clips", "s/run", "hardware", "published"]
+
+
+def comparisons(entries: list[Entry]) -> list[Comparison | None]:
+    """Each ranked entry against #1 (None for #1 itself and for entries on other (fold, trial) pairs)."""
+    if not entries:
+        return []
+    best = entries[0]
+    ratio = np.mean([r.n_test / max(1, r.n_train + r.n_val) for r in best.records])
+    accuracy = lambda e: {(r.run.fold, r.run.trial): 100 * r.accuracy for r in e.records}
+    return [None] + [compare(accuracy(best), accuracy(e), float(ratio)) for e in entries[1:]]
+
+
+def _rank(position: int, versus: Comparison | None) -> str:
+    return "1 (tied)" if versus is not None and not versus.distinguishable else str(position)
+
+
+def _versus(position: int, versus: Comparison | None) -> str:
+    if position == 1:
+        return "–"
+    if versus is None:
+        return "not compared (other folds or trials)"
+    p = f"p = {versus.p:.3f}" if versus.p >= 0.001 else "p < 0.001"
+    return f"{0.0 - versus.mean_difference or 0.0:+.2f}, {p}" + ("" if versus.distinguishable else " (tied)")
 
 
 def _span(counts: list[int]) -> str:
@@ -111,9 +146,27 @@ def _span(counts: list[int]) -> str:
     return str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
 
 
-def _section(dataset: str, epochs: int, entries: list[Entry], built: dict[str, Submission]) -> list[str]:
-    table = [_entry_row(rank, e, built[e.submission].published_for(dataset, epochs) if e.submission in built else None)
-             for rank, e in enumerate(ranked(entries), 1)]
+def _ranked_rows(dataset: str, epochs: int, entries: list[Entry], built: dict[str, Submission],
+                 files: dict[str, Any], captions: dict[str, str]) -> list[dict[str, Any]]:
+    """The table's rows, #1 first, each with its rank group and its page (written into ``files``)."""
+    rows = []
+    for position, (entry, versus) in enumerate(zip(entries, comparisons(entries)), 1):
+        rank, against = _rank(position, versus), _versus(position, versus)
+        card = card_path(dataset, epochs, entry.label)
+        place = f"#{rank}" + (f" ({against} vs #1)" if position > 1 else "")
+        files[card] = model_card(entry, built.get(entry.submission), place, captions)
+        pub = built[entry.submission].published_for(dataset, epochs) if entry.submission in built else None
+        rows.append(_entry_row(rank, entry, pub, against, card))
+    return rows
+
+
+def _section(dataset: str, epochs: int, entries: list[Entry], built: dict[str, Submission], files: dict[str, Any],
+             class_names: list[str]) -> list[str]:
+    entries = ranked(entries)
+    figures = table_figures(dataset, epochs, entries, class_names) if entries else {}
+    files.update(figures)
+    captions = {FIGURES[kind]: path for kind in FIGURES if (path := figure_path(dataset, epochs, kind)) in figures}
+    table = _ranked_rows(dataset, epochs, entries, built, files, captions)
     ran = {e.submission for e in entries}
     table += [_published_row(name, sub, pub) for name, sub in built.items()
               if name not in ran and (pub := sub.published_for(dataset, epochs))]
@@ -125,7 +178,7 @@ def _section(dataset: str, epochs: int, entries: list[Entry], built: dict[str, S
                     for e in entries]
         out += ["Accuracy % per test fold (mean over trials):", "",
                 tabulate(per_fold, ["submission", *[f"fold {f}" for f in folds]], tablefmt="github"), "",
-                f"![training loss per epoch]({curve_file(dataset, epochs)})", ""]
+                *[f"![{caption}]({path})\n" for caption, path in captions.items()]]
     return out
 
 
@@ -138,13 +191,10 @@ def _published_text(pub: Published | None) -> str:
     return text + (f" ({pub.protocol})" if pub.protocol else "")
 
 
-def curve_file(dataset: str, epochs: int) -> str:
-    return f"curves-{dataset}-e{epochs}.svg"
-
-
 def render(results_root: Path, submissions: Registry, specs: Registry[DatasetSpec],
-           fold_fingerprints: dict[str, str] | None = None, published: bool = True) -> tuple[str, dict[str, str]]:
-    """The whole leaderboard as markdown, and the SVG curve files it links (name -> text).
+           fold_fingerprints: dict[str, str] | None = None, published: bool = True) -> tuple[str, dict[str, Any]]:
+    """The whole leaderboard as markdown, and the files it links (path relative to it -> PNG bytes
+    of a figure, or the markdown of an entry's page).
 
     ``published``: the project's board, which also shows tables where only a seed document's
     figure exists ("not run here"); a user's own board shows the tables they ran.
@@ -155,6 +205,7 @@ def render(results_root: Path, submissions: Registry, specs: Registry[DatasetSpe
     sections = set(tables) | ({(d, p.epochs) for sub in built.values() for d, pubs in sub.published.items()
                                for p in pubs} if published else set())
     source = "`results/`" if published else "this result store"
+    files: dict[str, Any] = {}
     lines = ["# Leaderboard", "",
              f"Generated by `bench leaderboard` from the result files under {source}; do not edit by hand.", ""]
     for dataset in sorted({d for d, _ in sections}):
@@ -163,7 +214,8 @@ def render(results_root: Path, submissions: Registry, specs: Registry[DatasetSpe
         if spec and spec.description:
             lines += [spec.description, ""]
         for _, epochs in sorted(s for s in sections if s[0] == dataset):
-            lines += _section(dataset, epochs, tables.get((dataset, epochs), []), built)
+            lines += _section(dataset, epochs, tables.get((dataset, epochs), []), built, files,
+                              list(spec.class_names) if spec else [])
     variants = sum(why == VARIANT for _, why in excluded)
     listed = [(p, why) for p, why in excluded if why != VARIANT]
     if excluded:
@@ -175,23 +227,34 @@ def render(results_root: Path, submissions: Registry, specs: Registry[DatasetSpe
     if listed:
         lines += [tabulate([[p.relative_to(results_root).as_posix(), why] for p, why in listed],
                            ["result file", "why"], tablefmt="github"), ""]
-    return "\n".join(lines + [RULES]), _figures(tables)
+    return "\n".join(lines + [RULES]), files
 
 
-def write(output: Path, text: str, figures: dict[str, str]) -> None:
-    """Write the markdown and its figures beside it. Only figures the previous board at ``output``
-    linked are removed; any other file in that folder is not the board's to touch."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    old = set(re.findall(r"\]\((curves-[\w.\-]+\.svg)\)", output.read_text())) if output.exists() else set()
-    for name in old - set(figures):
-        (output.parent / name).unlink(missing_ok=True)
+OWNED = ("figures", "entries")  # folders beside the board that bench leaderboard writes and cleans
+MARKER = ".written-by-bench-leaderboard"
+
+
+def write(output: Path, text: str, files: dict[str, Any]) -> None:
+    """Write the markdown and its files beside it. The ``figures/`` and ``entries/`` folders are the
+    board's: a file in them that this render did not make is removed (a folder of that name the
+    board did not create is refused, not emptied); an unchanged figure is not rewritten."""
+    folder = output.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    if output.exists():  # boards before figures/ linked SVG curves beside themselves
+        for name in re.findall(r"\]\((curves-[\w.\-]+\.svg)\)", output.read_text()):
+            (folder / name).unlink(missing_ok=True)
+    for name in OWNED:
+        owned = folder / name
+        if owned.exists() and any(owned.iterdir()) and not (owned / MARKER).exists():
+            raise HarnessError(f"{owned} holds files bench leaderboard did not write; move them, or write the "
+                               f"board elsewhere with --output")
+        owned.mkdir(exist_ok=True)
+        (owned / MARKER).touch()
+        for old in owned.rglob("*"):
+            if old.is_file() and old.name != MARKER and old.relative_to(folder).as_posix() not in files:
+                old.unlink()
     output.write_text(text)
-    for name, svg in figures.items():
-        (output.parent / name).write_text(svg)
-
-
-def _figures(tables: dict[Table, list[Entry]]) -> dict[str, str]:
-    return {curve_file(d, e): curves_svg(f"{d}, {plural(e, 'epoch')}: training loss, mean over runs",
-                                         {entry.label: curve for entry in entries if (curve := entry.mean_curve())},
-                                         budget=e)
-            for (d, e), entries in tables.items()}
+    for name, content in files.items():
+        path, data = folder / name, content.encode() if isinstance(content, str) else content
+        if not path.exists() or path.read_bytes() != data:
+            path.write_bytes(data)

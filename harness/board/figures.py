@@ -1,0 +1,72 @@
+"""The figures of one leaderboard table (a dataset and an epoch budget), from its ranked entries:
+what each shows is in its title, and ``FIGURES`` names them for the markdown.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from harness.board.aggregate import Entry
+from harness.board.plots import box_plot_png, confusion_png, curves_png, per_class_png
+
+FIGURES = {  # file suffix -> what the markdown calls it
+    "folds": "test accuracy per fold, every run",
+    "curves": "curves per epoch, mean ± std over runs",
+    "confusion": "confusion matrix of #1, summed over its runs",
+    "per-class-f1": "per-class F1 of the top entries",
+}
+CURVES = {"train_loss": "training loss", "val_loss": "validation loss", "val_accuracy": "validation accuracy",
+          "val_macro_f1": "validation macro-F1"}
+TOP = 3  # entries in the per-class F1 figure
+
+
+def figure_path(dataset: str, epochs: int, kind: str) -> str:
+    return f"figures/{dataset}-e{epochs}-{kind}.png"
+
+
+def table_figures(dataset: str, epochs: int, entries: list[Entry], class_names: list[str]) -> dict[str, bytes]:
+    """Every figure of a table, by path relative to the board; ``entries`` ranked, #1 first."""
+    where = f"{dataset}, {epochs} epoch{'s' if epochs != 1 else ''}"
+    figures = {"folds": box_plot_png(f"{where}: test accuracy of every run, by test fold", _by_fold(entries))}
+    if panels := _curve_panels(entries):
+        figures["curves"] = curves_png(f"{where}: mean ± std over runs", panels, epochs)
+    top = entries[0]
+    names = _class_names(class_names, top)
+    if confusion := _summed_confusion(top):
+        figures["confusion"] = confusion_png(f"{where}: {top.label}, summed over {len(top.records)} runs",
+                                             confusion, names)
+    best = [e for e in entries[:TOP] if all("per_class_f1" in r.metrics for r in e.records)]
+    if best:
+        figures["per-class-f1"] = per_class_png(
+            f"{where}: per-class F1 (mean over runs) of the top {len(best)}", names,
+            {e.label: (100 * np.mean([r.metrics["per_class_f1"] for r in e.records], axis=0)).tolist() for e in best},
+            "F1 %")
+    return {figure_path(dataset, epochs, kind): png for kind, png in figures.items()}
+
+
+def _by_fold(entries: list[Entry]) -> dict[str, dict[int, list[float]]]:
+    return {e.label: {fold: [100 * r.accuracy for r in e.records if r.run.fold == fold] for fold in e.folds}
+            for e in entries}
+
+
+def _curve_panels(entries: list[Entry]) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
+    """quantity -> entry -> (mean, std) per epoch, over the epochs all of the entry's runs have."""
+    panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    for key, title in CURVES.items():
+        for entry in entries:
+            series = [[row[key] for row in r.curves if key in row] for r in entry.records]
+            shortest = min(map(len, series))
+            if shortest:
+                values = np.array([s[:shortest] for s in series])
+                std = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(shortest)
+                panels.setdefault(title, {})[entry.label] = (values.mean(axis=0).tolist(), std.tolist())
+    return panels
+
+
+def _summed_confusion(entry: Entry) -> list[list[int]] | None:
+    matrices = [r.metrics.get("confusion") for r in entry.records]
+    return np.sum(matrices, axis=0).tolist() if all(matrices) else None
+
+
+def _class_names(declared: list[str], entry: Entry) -> list[str]:
+    count = len(entry.first.metrics.get("per_class_f1") or entry.first.metrics.get("confusion") or [])
+    return list(declared) if len(declared) == count else [str(i) for i in range(count)]

@@ -26,6 +26,9 @@ DEVICE = click.option("--device", default="auto", show_default=True, type=click.
 PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32"]),
                          help="auto: bf16 on CUDA GPUs, fp32 on CPUs (bf16 kernels differ between CPUs; "
                               "ask for bf16 explicitly). Recorded in each result.")
+LOG = click.option("--log", "tracker", default="none", show_default=True, type=click.Choice(["none", "wandb"]),
+                   help="Also log each finished run to Weights & Biases (offline unless you have logged in; "
+                        "pip install -e '.[wandb]').")
 COMPILE = click.option("--compile", "compile", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]),
                        help="torch.compile the model, once per process (auto: on for CUDA where it works, off on CPU).")
 
@@ -193,6 +196,15 @@ def _plan(obj: Context, points, device: str, placement, skip_unavailable: bool):
                           click.echo)
 
 
+def _tracker(name: str, group: str):
+    """The logger each finished run goes to, or None (``--log none``)."""
+    if name == "none":
+        return None
+    from harness.runs.tracking import WandbLogger
+
+    return WandbLogger(group)
+
+
 def _say_outcome(report) -> None:
     for path, who in report.busy:
         click.echo(f"  BUSY {path}: claimed by {who}; it is left to that process")
@@ -228,17 +240,19 @@ def _parse_set(ctx, param, values: tuple[str, ...]) -> tuple[tuple[str, object],
 @placement_options
 @COMPILE
 @PRECISION
+@LOG
 @store_options
 @click.pass_obj
-def run(obj: Context, device: str, placement, **cell):
+def run(obj: Context, device: str, placement, tracker: str, **cell):
     """Train and evaluate a submission on every (fold, trial); finished runs are skipped."""
     from harness.runs.plan import execute_plan
     from harness.runs.sweep import Point
 
     dev, plan = _plan(obj, [Point((), Cell(**cell))], device, placement, skip_unavailable=False)
     planned = plan.planned[0]
-    report, = execute_plan(plan, dev, obj.results_root, obj.data_root, f"{planned.sub.name} on {planned.spec.name}",
-                           placement=placement)
+    title = f"{planned.sub.name} on {planned.spec.name}"
+    report, = execute_plan(plan, dev, obj.results_root, obj.data_root, title, placement=placement,
+                           log=_tracker(tracker, f"{planned.sub.name}-{planned.spec.name}"))
     first = planned.runs[0]
     click.echo(f"{first.submission} on {first.dataset} ({first.variant}, {plural(first.epochs, 'epoch')}): "
                f"{plural(len(report.done), 'run')}, {len(planned.runs) - len(planned.missing) + len(report.skipped)} "
@@ -258,10 +272,11 @@ def run(obj: Context, device: str, placement, **cell):
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]),
               help="Replace the sweep's precision (auto: bf16 on CUDA GPUs, fp32 on CPUs).")
 @placement_options
+@LOG
 @store_options
 @click.pass_obj
 def sweep(obj: Context, sweep_file: Path, dry_run: bool, report: bool, device: str, precision: str | None,
-          placement):
+          placement, tracker: str):
     """Run every missing run of SWEEP_FILE (W&B sweep format, method: grid) whose dataset is available.
 
     Without a file: the leaderboard's grid, leaderboard/grid.yaml. Interrupt at any time; the
@@ -287,7 +302,8 @@ def sweep(obj: Context, sweep_file: Path, dry_run: bool, report: bool, device: s
     if dry_run:
         return
     reports = execute_plan(plan, dev, obj.results_root, obj.data_root, f"sweep {plan_file.name}",
-                           lambda planned: planned.point.label(list(plan_file.swept)), placement)
+                           lambda planned: planned.point.label(list(plan_file.swept)), placement,
+                           _tracker(tracker, plan_file.name))
     done, failed = sum(len(r.done) for r in reports), sum(len(r.failed) for r in reports)
     click.echo(f"sweep {plan_file.name}: {plural(done, 'run')} done now, {failed} failed, "
                f"{total - missing} finished before")

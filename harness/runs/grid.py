@@ -90,17 +90,18 @@ def run_grid(sub: Submission, spec: DatasetSpec, runs: list[Run], device: torch.
 
 
 def drive(work: list[Work], executor: Executor, device: torch.device, results_root: Path, data_root: Path | None,
-          bar: Any) -> list[GridReport]:
+          bar: Any, log: Callable[[RunRecord], None] | None = None) -> list[GridReport]:
     """Give every missing run of ``work`` to ``executor`` and store each record as it comes back;
     finished runs are skipped, failures recorded and listed, one report per item of ``work``.
 
     ``bar``: a tqdm progress bar over the runs (each run moves it once, finished or skipped).
+    ``log``: also called with each finished run's record once it is stored (experiment tracking).
     """
     def on_sigterm(signum, frame):
         raise GridInterrupted("terminated (SIGTERM); finished runs are kept, re-run to resume")
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
-    driver = _Driver(results_root, device, data_root, bar, [GridReport() for _ in work])
+    driver = _Driver(results_root, device, data_root, bar, [GridReport() for _ in work], log)
     try:
         for job, record in executor.results(driver.jobs(work), driver.status):
             driver.store(job, record)
@@ -120,6 +121,7 @@ class _Driver:
     data_root: Path | None
     bar: Any
     reports: list[GridReport]
+    log: Callable[[RunRecord], None] | None = None
     given: dict[Run, tuple[int, str]] = field(default_factory=dict)  # run -> (its work's index, its label)
     claimed: set[Path] = field(default_factory=set)
     shown: float = 0.0
@@ -171,7 +173,17 @@ class _Driver:
             first = (record.phases or {}).get("first_step_s")
             self.bar.write(f"  {where}: accuracy {record.accuracy:.4f} macro-F1 {record.macro_f1:.4f} "
                            f"({record.wall_time_s:.1f} s" + (f", first step after {first:.1f} s)" if first is not None else ")"))
+            self.track(record, where)
         else:
             report.failed.append((path, record.error))
             self.bar.write(f"  {where}: FAILED {record.error}")
         self.bar.update()  # after the line above, so the bar is drawn once, below it
+
+    def track(self, record: RunRecord, where: str) -> None:
+        """Log a stored run to the tracker; a tracker's failure is reported, never fatal (the result is kept)."""
+        if self.log is None:
+            return
+        try:
+            self.log(record)
+        except Exception as err:  # a tracking service down must not stop a sweep
+            self.bar.write(f"  {where}: not logged ({type(err).__name__}: {err}); the result is stored")

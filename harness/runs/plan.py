@@ -16,12 +16,12 @@ import torch
 from harness.core.errors import DatasetError
 from harness.core.registry import Registry
 from harness.data.catalog import DatasetSpec
-from harness.data.datasets import verified_folder
-from harness.data.datasets import load_dataset
+from harness.data.datasets import load_dataset, verified_folder
 from harness.runs.executors import Executor, InProcess, LocalPool
 from harness.runs.grid import GridReport, Work, drive, plan
 from harness.runs.limit import SIDE_BY_SIDE, is_small
 from harness.runs.provenance import with_weights
+from harness.runs.records import RunRecord
 from harness.runs.run import Run
 from harness.runs.slots import Placement, cpu_slots, gpu_slots, parse_gpus
 from harness.runs.sweep import Point
@@ -101,12 +101,13 @@ def make_plan(points: list[Point], catalog: Registry[DatasetSpec], data_root: Pa
 
 
 def execute_plan(plan: Plan, device: torch.device, results_root: Path, data_root: Path | None, title: str,
-                 labels: Callable[[Planned], str] = lambda p: "", placement: Placement = Placement()) -> list[GridReport]:
+                 labels: Callable[[Planned], str] = lambda p: "", placement: Placement = Placement(),
+                 log: Callable[[RunRecord], None] | None = None) -> list[GridReport]:
     """Run every missing run of ``plan`` under one progress bar (with ETA); one report per point.
 
     On the local executor, points that share devices alike (runs per GPU) run together, one
     executor each; Ray packs every point's runs onto its cluster at once. Finished runs are
-    kept on Ctrl-C.
+    kept on Ctrl-C. ``log`` is called with each finished run's record (``harness.runs.tracking``).
     """
     from tqdm import tqdm
 
@@ -120,7 +121,7 @@ def execute_plan(plan: Plan, device: torch.device, results_root: Path, data_root
             if not isinstance(executor, InProcess):
                 _prepare_data(group, data_root, bar)
             work = [Work(p.sub, p.spec, p.missing, labels(p), p.per_device) for p in group]
-            for p, report in zip(group, drive(work, executor, device, results_root, data_root, bar)):
+            for p, report in zip(group, drive(work, executor, device, results_root, data_root, bar, log)):
                 reports[id(p)] = report
     return [reports[id(p)] for p in plan.planned]
 

@@ -91,3 +91,12 @@ def test_the_board_owns_its_figures_folder_and_nothing_else(results, tmp_path):
     out = CliRunner().invoke(main, ["leaderboard", "--results", str(results), "--output", str(theirs)])
     assert out.exit_code == 1 and "holds files bench leaderboard did not write" in out.output
     assert (theirs.parent / "figures" / "plot.png").read_bytes() == b"their own"
+
+
+def test_a_critical_difference_diagram_is_drawn_the_same_twice():
+    from harness.board.plots import critical_difference_png
+
+    results = {name: {(fold, 1): base + fold * spread for fold in range(1, 6)}
+               for name, base, spread in (("a", 90, 0.5), ("b", 85, 1.0), ("c", 80, 0.2))}
+    png = critical_difference_png("synthetic, 5 epochs", results)
+    assert png.startswith(b"\x89PNG") and png == critical_difference_png("synthetic, 5 epochs", results)

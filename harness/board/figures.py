@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from harness.board.aggregate import Entry
-from harness.board.plots import box_plot_png, confusion_png, curves_png, per_class_png
+from harness.board.plots import box_plot_png, confusion_png, critical_difference_png, curves_png, per_class_png
 
 FIGURES = {  # file suffix -> what the markdown calls it
     "folds": "test accuracy per fold, every run",
     "curves": "curves per epoch, mean ± std over runs",
     "confusion": "confusion matrix of #1, summed over its runs",
     "per-class-f1": "per-class F1 of the top entries",
+    "critical-difference": "mean rank over the shared (fold, trial) splits, Friedman + Nemenyi",
 }
 CURVES = {"train_loss": "training loss", "val_loss": "validation loss", "val_accuracy": "validation accuracy",
           "val_macro_f1": "validation macro-F1"}
@@ -40,7 +41,16 @@ def table_figures(dataset: str, epochs: int, entries: list[Entry], class_names: 
             f"{where}: per-class F1 (mean over runs) of the top {len(best)}", names,
             {e.label: (100 * np.mean([r.metrics["per_class_f1"] for r in e.records], axis=0)).tolist() for e in best},
             "F1 %")
+    shared = [e for e in entries if _pairs(e).keys() == _pairs(top).keys()]
+    if len(shared) >= 3 and len(_pairs(top)) >= 2:
+        figures["critical-difference"] = critical_difference_png(
+            f"{where}: test accuracy ranks of the {len(shared)} entries on the same splits",
+            {e.label: _pairs(e) for e in shared})
     return {figure_path(dataset, epochs, kind): png for kind, png in figures.items()}
+
+
+def _pairs(entry: Entry) -> dict[tuple[int, int], float]:
+    return {(r.run.fold, r.run.trial): 100 * r.accuracy for r in entry.records}
 
 
 def _by_fold(entries: list[Entry]) -> dict[str, dict[int, list[float]]]:

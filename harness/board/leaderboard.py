@@ -44,6 +44,10 @@ RULES = """\
   significance: the training sets of any two folds share most of their clips, so the fold
   results are correlated and their spread understates the variance; the correction scales it by
   1/n + n_test/n_train. Entries that did not run on the same (fold, trial) pairs are not compared.
+- Where three or more entries ran on the same splits, a critical-difference diagram (Demšar 2006:
+  Friedman test, then Nemenyi's, drawn by scikit-posthocs) shows their mean ranks over those
+  splits. It treats the splits as independent blocks, which folds are not, so it is only a
+  picture of the ordering; the *vs #1* column decides who is tied.
 - A result is ranked only while its submission source, config hash, dataset version and fold
   fingerprint match the current code and data; otherwise it is listed as stale.
 - A run's identity holds its weights (from scratch, pretrained, random initialisation of a

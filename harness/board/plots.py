@@ -170,3 +170,28 @@ def per_class_png(title: str, class_names: list[str], series: dict[str, list[flo
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     return _png(fig)
+
+
+def critical_difference_png(title: str, results: dict[str, dict[tuple[int, int], float]]) -> bytes:
+    """Demšar's critical-difference diagram (scikit-posthocs): each entry at its mean rank over the
+    shared (fold, trial) splits (1 = best), entries that the Nemenyi test after Friedman's cannot
+    tell apart at the 5% level joined by a bar; the Friedman p in the title.
+
+    Args:
+        results: entry -> {(fold, trial): metric}, every entry over the same pairs, at least three entries.
+    """
+    import pandas as pd
+    import scikit_posthocs as posthocs
+    from scipy.stats import friedmanchisquare
+
+    plt = _pyplot()
+    frame = pd.DataFrame({name: [by_pair[key] for key in sorted(by_pair)] for name, by_pair in results.items()})
+    ranks = frame.rank(axis=1, ascending=False).mean()
+    friedman = friedmanchisquare(*(frame[column] for column in frame)).pvalue
+    fig, ax = plt.subplots(figsize=(7.5, 1.6 + 0.28 * len(results)), dpi=100)
+    posthocs.critical_difference_diagram(ranks, posthocs.posthoc_nemenyi_friedman(frame), ax=ax,
+                                         label_props={"fontsize": 8})
+    ax.set_title(f"{title}\nFriedman p = {friedman:.3g}; bars join entries Nemenyi cannot tell apart (5%)",
+                 fontsize=9, pad=22)  # above the rank axis, which is drawn at the top
+    fig.tight_layout()
+    return _png(fig)

@@ -30,6 +30,9 @@ def test_identical_entries_are_tied_and_other_protocols_are_not_compared():
     always = corrected_t_test([1.0, 1.0, 1.0], 0.25)
     assert always.p == 0.0 and math.isinf(always.t) and always.distinguishable
     assert compare({(1, 1): 90.0, (2, 1): 91.0}, {(1, 1): 80.0, (3, 1): 81.0}, 0.25) is None
+    single = compare({(1, 1): 90.0}, {(1, 1): 30.0}, 0.25)
+    assert single.pairs == 1 and not single.distinguishable and not single.tied
+    assert _rank(2, single) == "2" and _versus(2, single) == "-60.00 (one run each: not tested)"
     with pytest.raises(ValueError, match="at least two"):
         corrected_t_test([1.0], 0.25)
 

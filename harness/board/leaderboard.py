@@ -133,7 +133,7 @@ def comparisons(entries: list[Entry]) -> list[Comparison | None]:
 
 
 def _rank(position: int, versus: Comparison | None) -> str:
-    return "1 (tied)" if versus is not None and not versus.distinguishable else str(position)
+    return "1 (tied)" if versus is not None and versus.tied else str(position)
 
 
 def _versus(position: int, versus: Comparison | None) -> str:
@@ -141,6 +141,8 @@ def _versus(position: int, versus: Comparison | None) -> str:
         return "–"
     if versus is None:
         return "not compared (other folds or trials)"
+    if versus.pairs < 2:
+        return f"{0.0 - versus.mean_difference or 0.0:+.2f} (one run each: not tested)"
     p = f"p = {versus.p:.3f}" if versus.p >= 0.001 else "p < 0.001"
     return f"{0.0 - versus.mean_difference or 0.0:+.2f}, {p}" + ("" if versus.distinguishable else " (tied)")
 

@@ -33,6 +33,10 @@ class Comparison:
     def distinguishable(self) -> bool:
         return self.p < ALPHA
 
+    @property
+    def tied(self) -> bool:
+        return self.p >= ALPHA  # False for an untested comparison (NaN)
+
 
 def corrected_t_test(differences: list[float], test_train_ratio: float) -> Comparison:
     """The corrected resampled t-test of paired differences (see the module's docstring).
@@ -57,7 +61,11 @@ def corrected_t_test(differences: list[float], test_train_ratio: float) -> Compa
 def compare(best: dict[tuple[int, int], float], other: dict[tuple[int, int], float],
             test_train_ratio: float) -> Comparison | None:
     """#1 (``best``) against another entry, both as (fold, trial) -> metric; None when they did not
-    run on the same (fold, trial) pairs (another protocol: never compared)."""
-    if set(best) != set(other) or len(best) < 2:
+    run on the same (fold, trial) pairs (another protocol: never compared). One pair cannot be
+    tested: its p is NaN, neither distinguishable nor tied."""
+    if set(best) != set(other):
         return None
-    return corrected_t_test([best[key] - other[key] for key in sorted(best)], test_train_ratio)
+    differences = [best[key] - other[key] for key in sorted(best)]
+    if len(differences) < 2:
+        return Comparison(len(differences), sum(differences), math.nan, math.nan)
+    return corrected_t_test(differences, test_train_ratio)

@@ -192,3 +192,25 @@ def test_a_record_carries_the_drivers_view_of_the_code_and_a_worker_refuses_othe
     assert record.git == driver.git and record.source_hash == driver.source_hash
     with pytest.raises(RunError, match="this worker's copy differs from the driver's"):
         run_one(sub, spec, run, CPU, source=Origin("f" * 64, driver.git))
+
+
+@pytest.mark.slow
+def test_the_driver_decodes_a_dataset_once_before_its_workers_start(tmp_path, tiny_catalog, monkeypatch):
+    from harness.data.fetch import fetch
+    from harness.runs import executors, plan as planning
+    from harness.runs.cells import Cell
+    from harness.runs.sweep import Point
+
+    from conftest import make_digit_folder
+
+    catalog = load_catalog(tiny_catalog())
+    fetch(catalog.get("tiny"), data_root(), from_path=make_digit_folder(tmp_path / "src"))
+    events, decode, start = [], planning.load_dataset, executors._Worker.__init__
+    monkeypatch.setattr(planning, "load_dataset", lambda *a, **k: events.append("decode") or decode(*a, **k))
+    monkeypatch.setattr(executors._Worker, "__init__", lambda self, slot: events.append("worker") or start(self, slot))
+    placement = Placement(workers=2)
+    work = make_plan([Point((), Cell("small_cnn", "tiny", folds="1,2", epochs=1))], catalog, data_root(),
+                     tmp_path / "results", CPU, placement)
+    reports = execute_plan(work, CPU, tmp_path / "results", data_root(), "test", placement=placement)
+    assert len(reports[0].done) == 2 and events == ["decode", "worker", "worker"]
+    assert len(list((data_root() / "cache").glob("tiny-*.npy"))) == 1

@@ -73,6 +73,10 @@ def test_placements_are_checked_when_made():
             Placement(**kwargs)
     out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--runs-per-gpu", "0"])
     assert out.exit_code == 2 and "'--runs-per-gpu'" in out.output and "at least 1" in out.output
+    out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--device", "cpu", "--runs-per-gpu", "2"])
+    assert out.exit_code == 1 and "on the CPU, --workers N runs N at once" in out.output
+    with pytest.raises(PlacementError, match="with --runs-per-gpu"):
+        Placement(workers=2).check_device("cuda")
 
 
 # --- the executors give the serial results ---------------------------------------------------

@@ -77,6 +77,7 @@ def make_plan(points: list[Point], catalog: Registry[DatasetSpec], data_root: Pa
     unavailable with the reason, or, with ``skip_unavailable=False`` (``bench run``), stops the
     plan before anything runs.
     """
+    placement.check_device(device.type)
     result = Plan()
     build = functools.cache(get_submission)
     for point in points:

@@ -116,3 +116,10 @@ class Placement:
         if self.executor == "ray" and self.gpus.strip() != "all":
             raise PlacementError("--gpus chooses GPUs of this machine; Ray places runs on its cluster's GPUs itself "
                                  "(limit them with `ray start --num-gpus`)")
+
+    def check_device(self, device_type: str) -> None:
+        """Refuse, rather than ignore, options meant for the other kind of device."""
+        if device_type == "cuda" and self.workers is not None:
+            raise PlacementError("--workers counts CPU runs; on a GPU, say how many runs share it with --runs-per-gpu")
+        if device_type != "cuda" and (self.runs_per_gpu is not None or self.gpus.strip() != "all"):
+            raise PlacementError("--gpus and --runs-per-gpu place runs on GPUs; on the CPU, --workers N runs N at once")

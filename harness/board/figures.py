@@ -15,8 +15,8 @@ FIGURES = {  # file suffix -> what the markdown calls it
     "per-class-f1": "per-class F1 of the top entries",
     "critical-difference": "mean rank over the shared (fold, trial) splits, Friedman + Nemenyi",
 }
-CURVES = {"train_loss": "training loss", "val_loss": "validation loss", "val_accuracy": "validation accuracy",
-          "val_macro_f1": "validation macro-F1"}
+CURVES = {"train_loss": ("training loss", 1), "val_loss": ("validation loss", 1),
+          "val_accuracy": ("validation accuracy %", 100), "val_macro_f1": ("validation macro-F1 %", 100)}
 TOP = 3  # entries in the per-class F1 figure
 
 
@@ -61,9 +61,9 @@ def _by_fold(entries: list[Entry]) -> dict[str, dict[int, list[float]]]:
 def _curve_panels(entries: list[Entry]) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
     """quantity -> entry -> (mean, std) per epoch, over the epochs all of the entry's runs have."""
     panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
-    for key, title in CURVES.items():
+    for key, (title, scale) in CURVES.items():
         for entry in entries:
-            series = [[row[key] for row in r.curves if key in row] for r in entry.records]
+            series = [[scale * row[key] for row in r.curves if key in row] for r in entry.records]
             shortest = min(map(len, series))
             if shortest:
                 values = np.array([s[:shortest] for s in series])

@@ -96,7 +96,8 @@ def curves_png(title: str, panels: dict[str, dict[str, tuple[list[float], list[f
 
     Args:
         panels: quantity -> entry -> (mean per epoch, std per epoch). budget: the table's epoch
-            budget; fine-tuning's frozen epochs come on top of it, and the axis says so.
+            budget; a staged recipe's extra epochs (frozen fine-tuning, progressive resizing) come
+            on top of it, and the axis says so.
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -118,7 +119,7 @@ def curves_png(title: str, panels: dict[str, dict[str, tuple[list[float], list[f
             ax.fill_between(epochs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                             color=colour, alpha=0.15, lw=0)
         longest = max(len(mean) for mean, _ in lines.values())
-        ax.set_xlabel("epoch" if longest <= budget else f"epoch ({longest} with frozen epochs; budget {budget})",
+        ax.set_xlabel("epoch" if longest <= budget else f"epoch ({longest} over all stages; budget {budget})",
                       fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
         ax.set_title(quantity, fontsize=9)

@@ -135,6 +135,15 @@ def test_two_local_cpu_workers_give_the_serial_results_even_when_one_is_killed(t
     assert not list(tmp_path.rglob("*.claim"))
 
 
+@pytest.mark.slow
+def test_without_an_address_the_ray_executor_starts_and_stops_its_own_instance(tmp_path, serial):
+    pytest.importorskip("ray", reason="the Ray executor needs pip install -e '.[ray]' (make install does)")
+    (tmp_path / "s.yaml").write_text(SWEEP)
+    out, err = (proc := bench(tmp_path, "sweep", "s.yaml", "--device", "cpu", "--executor", "ray")).communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "6 runs done now, 0 failed" in out and outcome(tmp_path / "results") == serial
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray", reason="the Ray executor needs pip install -e '.[ray]' (make install does)")

@@ -227,3 +227,15 @@ def test_the_driver_decodes_a_dataset_once_before_its_workers_start(tmp_path, ti
     reports = execute_plan(work, CPU, tmp_path / "results", data_root(), "test", placement=placement)
     assert len(reports[0].done) == 2 and events == ["decode", "worker", "worker"]
     assert len(list((data_root() / "cache").glob("tiny-*.npy"))) == 1
+
+
+def test_a_gpu_run_on_a_ray_cluster_without_gpus_is_refused_not_queued_forever(ray_cluster):
+    from harness.runs.executors import Job
+    from harness.runs.provenance import Origin
+    from harness.runs.ray_executor import RayCluster, RayUnavailable
+    from harness.runs.run import Run
+
+    job = Job("small_cnn", load_catalog().get("synthetic"), Run("small_cnn", "synthetic", 1, 1, 1), Origin("0", {}),
+              "cuda", None)
+    with pytest.raises(RayUnavailable, match="offers no GPU"):
+        list(RayCluster().results(iter([job]), lambda job, text: None))

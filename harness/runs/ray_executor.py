@@ -50,6 +50,7 @@ class RayCluster:
         try:
             while True:
                 while len(flying) < self._room(ray, job) and (job := next(jobs, None)) is not None:
+                    self._check_feasible(ray, job)
                     flying[task.options(**self._resources(job)).remote(job, self.cpus_per_run)] = job
                     status(job, "queued on Ray")
                 if not flying:
@@ -77,6 +78,13 @@ class RayCluster:
             raise RayUnavailable(f"--address {self.address}: cannot reach a Ray cluster there ({err}); start one "
                                  f"with `ray start --head`, or leave --address out for a local instance") from None
         return True
+
+    @staticmethod
+    def _check_feasible(ray, job: Job) -> None:
+        """A GPU run on a cluster without GPUs would wait forever in Ray's queue: say so instead."""
+        if job.device == "cuda" and not ray.cluster_resources().get("GPU"):
+            raise RayUnavailable("the Ray cluster offers no GPU, so a CUDA run could never start: start its nodes "
+                                 "with `ray start --num-gpus N`, or run on the CPU (--device cpu)")
 
     def _resources(self, job: Job) -> dict:
         env = {k: v for k, v in os.environ.items() if k.startswith("BENCH_") or k in FORWARDED}

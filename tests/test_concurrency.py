@@ -16,7 +16,7 @@ from harness.core import owners
 from harness.runs.grid import run_grid
 from harness.runs import store as R
 from harness.data.catalog import load_catalog
-from harness.data.datasets import _cached_array
+from harness.data.cache import cached_array
 from harness.runs.run import Run
 from harness.training.submission import get_submission
 
@@ -32,7 +32,7 @@ def _build_slowly(path: str, log: str) -> None:
             fh.write(f"{os.getpid()}\n")
         time.sleep(1.0)
         out[:] = 7.0
-    assert float(_cached_array(Path(path), (4, 3), fill)[0, 0]) == 7.0
+    assert float(cached_array(Path(path), (4, 3), fill)[0, 0]) == 7.0
 
 
 def test_two_processes_build_a_cache_file_once(tmp_path):

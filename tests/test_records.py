@@ -117,3 +117,12 @@ def test_a_runs_overrides_are_part_of_its_identity_and_of_what_it_trains(tmp_pat
 def test_a_record_says_when_its_data_features_and_first_step_were_ready(record):
     phases = record.phases
     assert 0 <= phases["data_s"] <= phases["features_s"] <= phases["first_step_s"] <= record.wall_time_s
+    assert phases["process_s"] > 0  # the process ran (imports, this test session) before the run began
+
+
+def test_a_process_knows_its_age():
+    import subprocess
+    import sys
+    code = "import time; time.sleep(0.5); from harness.core.owners import process_age; print(process_age())"
+    age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 0.5 <= age < 30  # counted from the command, not from an import

@@ -16,6 +16,7 @@ from harness.board.aggregate import aggregate
 from harness.board.leaderboard import collect
 from harness.runs.run import Run
 from harness.training.submission import get_submission, load_submission_file, load_submissions
+from harness.training.features import FeatureTable
 
 from conftest import runs
 
@@ -159,18 +160,18 @@ def test_changed_fold_split_makes_a_result_stale(tmp_path, stored):
 def test_the_test_fold_never_reaches_training(tmp_path, monkeypatch):
     data = runner.load_dataset(load_catalog().get("synthetic"))
     seen, fitting = [], {"done": False}
-    real_features, real_fit = runner.compute_features, runner.fit_default
+    real_take, real_fit = FeatureTable.take, runner.fit_default
 
-    def spy_features(frontend, x, indices, device, batch_size=256):
+    def spy_take(table, indices):  # every clip's features exist; which of them reach training is the point
         seen.append((fitting["done"], set(data.folds[indices].tolist())))
-        return real_features(frontend, x, indices, device, batch_size)
+        return real_take(table, indices)
 
     def spy_fit(ctx):
         result = real_fit(ctx)
         fitting["done"] = True
         return result
 
-    monkeypatch.setattr(runner, "compute_features", spy_features)
+    monkeypatch.setattr(FeatureTable, "take", spy_take)
     monkeypatch.setattr(runner, "fit_default", spy_fit)
     runner.run_one(get_submission("small_cnn").with_recipe(val_fraction=0.2), load_catalog().get("synthetic"),
                    Run("small_cnn", "synthetic", 1, 3, 1), torch.device("cpu"))

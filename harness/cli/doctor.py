@@ -1,18 +1,20 @@
 """``bench doctor``: what a data root and a result store hold, and what crashed processes left.
 
-It lists the imported datasets, the decode caches and their sizes, the leftovers of processes
+It lists the imported datasets, the decode and feature caches and their sizes, the leftovers of processes
 that died (``harness.core.owners``: half-written cache arrays, result temporaries, import staging
 folders, claims of runs nobody works on any more) and result files that fail their checksum.
 Leftovers can be removed; results never are: a damaged one is redone by its grid's next run.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.core import owners
 from harness.runs.records import is_sealed
 from harness.runs.store import iter_results
+from harness.data.cache import BUDGET_ENV, DEFAULT_BUDGET_GB
 from harness.data.datasets import MARKER
 
 
@@ -20,6 +22,7 @@ from harness.data.datasets import MARKER
 class Checkup:
     datasets: list[tuple[str, int, int, str]] = field(default_factory=list)  # name, files, bytes, fingerprint
     caches: list[tuple[str, int]] = field(default_factory=list)               # file name, bytes
+    features: list[tuple[str, int]] = field(default_factory=list)             # file name, bytes
     partial_downloads: list[tuple[str, int]] = field(default_factory=list)
     leftovers: list[owners.Leftover] = field(default_factory=list)
     damaged: list[tuple[Path, str]] = field(default_factory=list)             # result file, why
@@ -38,6 +41,7 @@ def examine(data_root: Path, results_root: Path) -> Checkup:
             found.datasets.append((folder.name, len(files), sum(p.stat().st_size for p in files),
                                    (folder / MARKER).read_text().strip()))
         found.caches = [(p.name, p.stat().st_size) for p in sorted((data_root / "cache").glob("*.npy"))]
+        found.features = [(p.name, p.stat().st_size) for p in sorted((data_root / "cache" / "features").glob("*.npy"))]
         found.partial_downloads = [(p.name, p.stat().st_size) for p in sorted((data_root / "downloads").glob("*.part"))]
         found.leftovers += owners.leftovers(data_root)
     found.leftovers += owners.leftovers(results_root)
@@ -64,6 +68,8 @@ def describe(found: Checkup, data_root: Path, results_root: Path) -> list[str]:
               for name, count, nbytes, fp in found.datasets] or ["  no imported datasets"]
     total = sum(n for _, n in found.caches)
     lines.append(f"  decode cache: {len(found.caches)} array(s), {size(total)}")
+    lines.append(f"  feature cache: {len(found.features)} array(s), {size(sum(n for _, n in found.features))} "
+                 f"(evicted beyond {BUDGET_ENV}={os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_GB)})")
     lines += [f"  partial download {name} ({size(n)}): `bench fetch` resumes it" for name, n in found.partial_downloads]
     lines.append(f"results {results_root}: {len(found.damaged)} damaged result file(s)")
     lines += [f"  {path}: {why}; the next run of its grid redoes it" for path, why in found.damaged]

@@ -41,6 +41,12 @@ def _start_time(pid: int) -> int:
         return 0
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (its command was typed), or None where /proc cannot tell."""
+    ticks = _start_time(os.getpid())
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK") if ticks else None
+
+
 def owner_tag() -> str:
     """This process, as ``host~pid~start``."""
     pid = os.getpid()

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import platformdirs
-from filelock import FileLock, Timeout
 
 from harness.data import folds as F
-from harness.core import owners
 from harness.data import synthetic
+from harness.data.cache import cached_array
 from harness.data.audio import RESAMPLER, decode_audio
 from harness.data.catalog import DatasetSpec
 from harness.core.errors import DatasetError
@@ -65,6 +64,7 @@ class Dataset:
     sample_rate: int
     fold_fingerprint: str
     excluded: tuple[str, ...] = ()
+    cache: Path | None = None  # the decoded array's file; None for data made in memory
 
 
 # --- listing clips -----------------------------------------------------------------------
@@ -235,39 +235,6 @@ def _decode_all(spec: DatasetSpec, folder: Path, table: ClipTable, sample_rate: 
         raise DatasetError(f"{len(errors)} bad file(s) in {spec.name}:\n  {listing}")
 
 
-def _cached_array(path: Path, shape: tuple[int, ...], fill) -> np.ndarray:
-    """Memory-map ``path`` if it is complete, else build it with ``fill`` and publish atomically.
-
-    One process builds a cache file at a time (a file lock beside it); another one that needs
-    it waits, then maps the finished array instead of decoding the dataset a second time.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    owners.clean(path.parent, recursive=False)  # arrays half-written by crashed processes
-    lock = FileLock(path.with_name(path.name + ".lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        print(f"waiting for another process that is decoding {path.name}")
-        lock.acquire()
-    try:
-        if path.exists():
-            arr = np.load(path, mmap_mode="r")
-            if arr.shape == shape:
-                return arr
-        tmp = owners.temp_path(path)
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-        try:
-            fill(arr)
-            arr.flush()
-            del arr
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return np.load(path, mmap_mode="r")
-    finally:
-        lock.release()
-
-
 def load_dataset(spec: DatasetSpec, root: Path | None = None, sample_rate: int | None = None) -> Dataset:
     """Return the decoded dataset, decoding and caching it on first use.
 
@@ -292,10 +259,10 @@ def load_dataset(spec: DatasetSpec, root: Path | None = None, sample_rate: int |
     files = hashlib.sha256("\n".join(table.files).encode()).hexdigest()[:8]
     decoder = "" if spec.kind == "image" else f"-{spec.length_policy}-{RESAMPLER}"
     key = f"{spec.source}-v{spec.version}-{fingerprint[:12]}-{files}-{sample_rate}hz-{shape[-1]}{decoder}"
-    x = _cached_array(root / "cache" / f"{key}.npy", shape,
-                      lambda out: _decode_all(spec, folder, table, sample_rate, out))
+    cache = root / "cache" / f"{key}.npy"
+    x = cached_array(cache, shape, lambda out: _decode_all(spec, folder, table, sample_rate, out))
     return Dataset(spec, x, table.labels, table.folds, table.ids, table.class_names, sample_rate,
-                   table.fingerprint, tuple(sorted(excluded_files(folder))))
+                   table.fingerprint, tuple(sorted(excluded_files(folder))), cache)
 
 
 def current_fold_fingerprint(spec: DatasetSpec, root: Path | None = None) -> str | None:

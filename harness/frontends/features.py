@@ -45,6 +45,7 @@ class Frontend(nn.Module):
     """
 
     sample_rate: int | None = None
+    cache_features = True  # False where features are the input reshaped: caching would copy the data
     BOUNDS: dict[str, tuple[float | None, float | None]] = {}
 
     def __init_subclass__(cls, **kwargs):
@@ -127,6 +128,7 @@ class Waveform(Frontend):
     """The raw waveform, unchanged. Shape: (batch, samples) -> (batch, samples)."""
 
     BOUNDS = {"sample_rate": RATES}
+    cache_features = False
 
     def __init__(self, sample_rate: int):
         super().__init__()
@@ -144,6 +146,8 @@ class Waveform(Frontend):
 
 class Image(Frontend):
     """Images from an image dataset, as one channel. Shape: (batch, H, W) -> (batch, 1, H, W)."""
+
+    cache_features = False
 
     def __init__(self):
         super().__init__()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.core import owners
 from harness.core.errors import DatasetError, HarnessError
 from harness.data.catalog import DatasetSpec
 from harness.data.datasets import Dataset, load_dataset
@@ -24,7 +25,7 @@ from harness.runs.provenance import (Origin, check_origin, config_hash, hardware
 from harness.runs.records import FailedRecord, Record, RunRecord
 from harness.runs.run import Run
 from harness.training.device import place_model, switches
-from harness.training.features import compute_features
+from harness.training.features import feature_table
 from harness.training.loop import FitResult, TrainContext, fit_default, predict
 from harness.training.metrics import classification_metrics
 from harness.core.seeds import seed_everything
@@ -78,7 +79,7 @@ def run_one(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, 
     ``source``: the code's origin as the driver computed it (a worker checks it is running that
     code); by default computed here.
     """
-    start = time.perf_counter()
+    start, age = time.perf_counter(), owners.process_age()
     if source:
         check_origin(sub, source)
     source = source or origin(sub)
@@ -92,6 +93,8 @@ def run_one(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, 
         split = split_for(data.folds, data.y, run.fold, trained.recipe.val_fraction, run.seed)
         fitted, pred = _train_and_test(trained, spec, run, device, data, split, generator, (on_epoch, on_step), marks)
     phases = {f"{name}_s": round(at - start, 3) for name, at in marks.items()}
+    if age is not None:
+        phases["process_s"] = round(age, 3)  # how long the process ran before this run began
     return _record(sub, trained, spec, run, device, data, split, fitted, pred, time.perf_counter() - start, phases,
                    source)
 
@@ -99,11 +102,14 @@ def run_one(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, 
 def _train_and_test(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data: Dataset, split: Split,
                     generator: torch.Generator, progress, marks: dict[str, float]) -> tuple[FitResult, np.ndarray]:
     """Fit on ``split.train`` (selecting on ``split.val``); predict ``split.test`` once, at the end."""
+    own = feature_table(sub.frontend, data, device)  # a stage's other front-end gets its own table
+
     def prepare(frontend: nn.Module):
         """Training and validation features through ``frontend``, normalised by training statistics."""
-        raw = compute_features(frontend, data.x, split.train, device)
+        table = own if frontend is sub.frontend else feature_table(frontend, data, device)
+        raw = table.take(split.train)
         norm = _normalizer(sub.recipe.normalize, raw)
-        x_val = norm(compute_features(frontend, data.x, split.val, device)) if len(split.val) else None
+        x_val = norm(table.take(split.val)) if len(split.val) else None
         return norm(raw), x_val, norm
 
     features, x_val, normalize = prepare(sub.frontend)
@@ -118,7 +124,7 @@ def _train_and_test(sub: Submission, spec: DatasetSpec, run: Run, device: torch.
     fitted = (sub.fit or fit_default)(ctx)
     del ctx, features
     # the test fold reaches the model only here, after training and model selection are over
-    x_test = normalize(compute_features(sub.frontend, data.x, split.test, device))
+    x_test = normalize(own.take(split.test))
     return fitted, predict(fitted.model, x_test, device, run.precision).argmax(1).cpu().numpy()
 
 

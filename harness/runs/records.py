@@ -73,7 +73,9 @@ class RunRecord:
     wall_time_s: float
     finished_at: str
     migrated_from: str | None = None
-    phases: dict[str, float] | None = None  # seconds from the run's start: data loaded, features, first step
+    phases: dict[str, float] | None = None  # seconds from the run's start: data loaded, features, first step;
+    # process_s: how long its process had run before (the first run's process_s + first_step_s is
+    # the time from the command to the first training step)
     status: ClassVar[str] = "ok"
 
     def __post_init__(self):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
     """Metrics over all ``num_classes`` labels; a class absent from both sides scores F1 0."""
+    # imported here: scikit-learn takes about a second to import, which would delay the first step
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
     labels = list(range(num_classes))
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),

@@ -126,3 +126,13 @@ def test_a_process_knows_its_age():
     code = "import time; time.sleep(0.5); from harness.core.owners import process_age; print(process_age())"
     age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 0.5 <= age < 30  # counted from the command, not from an import
+
+
+def test_a_gpu_run_leaves_determinism_alone_and_does_not_pay_for_importing_inductor():
+    import subprocess
+    import sys
+    code = ("import sys, torch; from harness.training.device import switches\n"
+            "with switches(torch.device('cuda')): assert torch.backends.cudnn.benchmark\n"
+            "print('torch._inductor.config' in sys.modules, torch.backends.cudnn.benchmark)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]  # an eager GPU run starts about a second sooner

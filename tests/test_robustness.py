@@ -374,3 +374,19 @@ def test_result_without_provenance_is_refused(tmp_path):
     R.write_json_atomic(path, R.seal({"status": "ok", "submission": "small_cnn", "dataset": "synthetic", "epochs": 1}))
     _, excluded = collect(tmp_path / "results", load_submissions(), load_catalog())
     assert any(p == path and why.startswith("no provenance (missing config, config_hash,") for p, why in excluded)
+
+
+def test_decoding_in_threads_gives_the_same_array_as_one_file_at_a_time(tmp_path, tiny_catalog, monkeypatch):
+    from harness.data import datasets as D
+    src = make_digit_folder(tmp_path / "src")
+    write_wav(src / "0_anna_1.wav", seconds=0.4, sr=16000)  # resampled
+    write_wav(src / "1_bob_2.wav", seconds=0.2, sr=22050, channels=2)  # resampled, downmixed, padded
+    spec = tiny_spec(tiny_catalog)
+    fetch(spec, tmp_path / "data", from_path=src)
+    arrays = []
+    for threads in (1, 4):
+        monkeypatch.setattr(D, "DECODE_THREADS", threads)
+        for cached in (tmp_path / "data" / "cache").glob("*.npy"):
+            cached.unlink()
+        arrays.append(np.array(load_dataset(spec, tmp_path / "data").x))
+    assert np.array_equal(arrays[0], arrays[1]) and np.abs(arrays[0]).max() > 0.3

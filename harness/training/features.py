@@ -19,6 +19,7 @@ in pinned host memory and the training loop copies one batch at a time.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -109,10 +110,12 @@ def _cached(path: Path, frontend: nn.Module, data: Dataset, device: torch.device
     """The cache file's rows, built now if missing; None when they would not fit in the budget."""
     try:  # published whole (renamed into place), so a file that loads is complete
         rows = np.load(path, mmap_mode="r")
-        os.utime(path)  # recently used: the last to be evicted
-        return rows
     except (OSError, ValueError):  # missing, or damaged: built (again) below
-        pass
+        rows = None
+    if rows is not None:
+        with contextlib.suppress(OSError):  # a read-only data root still serves its features
+            os.utime(path)  # recently used: the last to be evicted
+        return rows
     probe = next(_batches(frontend, data.x, np.arange(1), device))[1]
     if probe.dtype != torch.float32:
         return None

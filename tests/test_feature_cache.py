@@ -55,7 +55,7 @@ def test_a_second_run_of_a_front_end_reads_its_features_instead_of_computing_the
     assert second.phases["features_s"] - second.phases["data_s"] < first.phases["features_s"] - first.phases["data_s"]
 
 
-def test_numbers_are_the_same_with_the_cache_cold_warm_damaged_or_off(tiny, monkeypatch, capsys):
+def test_numbers_are_the_same_with_the_cache_cold_warm_damaged_or_off(tiny, monkeypatch, capsys, forward_calls):
     spec, root = tiny
     cold = _run(spec, root)
     warm = _run(spec, root)
@@ -64,7 +64,9 @@ def test_numbers_are_the_same_with_the_cache_cold_warm_damaged_or_off(tiny, monk
     damaged = _run(spec, root)
     assert "unreadable cache file" in capsys.readouterr().out
     monkeypatch.setenv(BUDGET_ENV, "0")
+    forward_calls.clear()
     off = _run(spec, root)
+    assert sum(forward_calls) == 40  # off: not read either, every clip computed in memory
     for other in (warm, damaged, off):
         assert other.predictions == cold.predictions and other.curves == cold.curves
 

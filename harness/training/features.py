@@ -107,7 +107,10 @@ def feature_table(frontend: nn.Module, data: Dataset, device: torch.device) -> F
 
 
 def _cached(path: Path, frontend: nn.Module, data: Dataset, device: torch.device) -> np.ndarray | None:
-    """The cache file's rows, built now if missing; None when they would not fit in the budget."""
+    """The cache file's rows, built now if missing; None when the cache is off or they would not fit."""
+    budget = cache_budget()
+    if budget == 0:
+        return None
     try:  # published whole (renamed into place), so a file that loads is complete
         rows = np.load(path, mmap_mode="r")
     except (OSError, ValueError):  # missing, or damaged: built (again) below
@@ -120,7 +123,7 @@ def _cached(path: Path, frontend: nn.Module, data: Dataset, device: torch.device
     if probe.dtype != torch.float32:
         return None
     shape = (len(data.x), *probe.shape[1:])
-    if not path.exists() and not make_room(path.parent, 4 * int(np.prod(shape)), cache_budget()):
+    if not path.exists() and not make_room(path.parent, 4 * int(np.prod(shape)), budget):
         return None
 
     def fill(out: np.ndarray) -> None:

@@ -42,8 +42,10 @@ def wandb_records(path: Path) -> list:
 
 def logged_run(path: Path) -> dict:
     """A W&B run file as config, history rows and final summary (JSON values decoded)."""
-    config, history, summary, group = {}, [], {}, None
-    for record in wandb_records(path):
+    config, history, summary, group, records = {}, [], {}, None, wandb_records(path)
+    kinds = [record.WhichOneof("record_type") for record in records]
+    assert {"run", "exit"} <= set(kinds), f"{path} is incomplete ({path.stat().st_size} bytes): {kinds}"
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             group = record.run.run_group
@@ -59,6 +61,17 @@ def logged_run(path: Path) -> dict:
     return {"config": config, "history": history, "summary": summary, "group": group}
 
 
+def child_processes() -> list[str]:
+    """Names of this process's children (Linux)."""
+    names = []
+    for pid in (pid for f in Path("/proc/self/task").glob("*/children") for pid in f.read_text().split()):
+        try:
+            names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+        except FileNotFoundError:  # it exited meanwhile
+            pass
+    return names
+
+
 def test_a_sweep_logged_to_wandb_offline_has_each_runs_config_curves_and_metrics(tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="--log wandb needs pip install -e '.[wandb]' (make install does)")
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -67,6 +80,8 @@ def test_a_sweep_logged_to_wandb_offline_has_each_runs_config_curves_and_metrics
     (tmp_path / "tracked.yaml").write_text(SWEEP)
     out = CliRunner().invoke(main, ["sweep", str(tmp_path / "tracked.yaml"), "--device", "cpu", "--log", "wandb"])
     assert out.exit_code == 0, out.output
+    # wandb's service has written and closed every run file (finish() alone leaves that for later)
+    assert "wandb-core" not in child_processes()
 
     records = [json.loads(p.read_text()) for p in (tmp_path / "results").rglob("fold*.json")]
     stored = {dict(r["run"].get("overrides", [])).get("recipe.mixup", 0.0): r for r in records}  # 0.0: its own value

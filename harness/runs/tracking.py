@@ -14,8 +14,6 @@ from pathlib import Path
 from harness.core.errors import HarnessError
 from harness.runs.records import RunRecord
 
-TRACKERS = ("none", "wandb")
-
 
 def _wandb():
     try:

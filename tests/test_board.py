@@ -103,3 +103,20 @@ def test_a_critical_difference_diagram_is_drawn_the_same_twice():
                for name, base, spread in (("a", 90, 0.5), ("b", 85, 1.0), ("c", 80, 0.2))}
     png = critical_difference_png("synthetic, 5 epochs", results)
     assert png.startswith(b"\x89PNG") and png == critical_difference_png("synthetic, 5 epochs", results)
+
+
+def test_a_run_made_with_another_torch_than_the_locks_says_so(results, tmp_path):
+    import dataclasses
+    import shutil
+
+    from harness.runs import environment, store
+
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    path = next(p for p in store.result_files(copy) if "specaug_cnn" in p.parts)
+    record = store.load_record(path)
+    store.write_record(path, dataclasses.replace(record, versions={**record.versions, "torch": "2.99.0"}))
+    text = render(copy, tmp_path / "board" / "board.md")["board.md"].decode()
+    row = next(line for line in text.splitlines() if "[specaug_cnn]" in line)
+    assert f"torch 2.99.0 (lock: {environment.locked_versions()['torch']})" in row
+    assert "(lock:" not in next(line for line in text.splitlines() if "[small_cnn]" in line)

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli.commands import main
-from harness.data.catalog import PROJECT_ROOT
+from harness.core.paths import PROJECT_ROOT
 from harness.runs.provenance import git_state
 from harness.training import submission as S
 

@@ -63,7 +63,7 @@ def test_submission_passes_check(name):
 def test_check_takes_a_submission_file_as_ci_does_for_a_pull_request():
     from click.testing import CliRunner
 
-    from harness.data.catalog import PROJECT_ROOT
+    from harness.core.paths import PROJECT_ROOT
     from harness.cli.commands import main
 
     out = CliRunner().invoke(main, ["check", str(PROJECT_ROOT / "submissions" / "small_cnn.py")])
@@ -73,7 +73,7 @@ def test_check_takes_a_submission_file_as_ci_does_for_a_pull_request():
 
 
 def test_the_github_workflow_runs_the_readmes_test_command_the_locks_and_bench_check():
-    from harness.data.catalog import PROJECT_ROOT
+    from harness.core.paths import PROJECT_ROOT
 
     workflow = (PROJECT_ROOT / ".github" / "workflows" / "ci.yml").read_text()
     readme = (PROJECT_ROOT / "README.md").read_text()

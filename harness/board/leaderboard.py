@@ -22,7 +22,7 @@ from harness.board.significance import Comparison, compare
 from harness.core.errors import HarnessError
 from harness.core.registry import Registry
 from harness.data.catalog import DatasetSpec
-from harness.runs import store
+from harness.runs import environment, store
 from harness.runs.provenance import build_submission, provenance_problem
 from harness.runs.records import FailedRecord, RecordError, RunRecord
 from harness.training.submission import Published, Submission
@@ -57,6 +57,9 @@ RULES = """\
 - *hardware* names the device, the numeric precision each run trained in (by default bf16
   autocast on CUDA GPUs and fp32 on CPUs; bf16 on a CPU only on request) and whether it was
   compiled.
+- *hardware* also names every package (torch, torchaudio, torchvision, timm, numpy, soundfile,
+  soxr) that a run had at another version than `requirements.lock`, the environment the project
+  tests and publishes with: its numbers may differ from the lock's for that reason alone.
 - *published* is the figure the seed document reports for the same dataset and budget
   (its own protocol, hardware and code), shown for comparison, never ranked.
 """
@@ -114,7 +117,7 @@ def _entry_row(rank: str, entry: Entry, pub: Published | None, versus: str, card
             "test clips": _span([r.n_test for r in recs]),
             "s/run": f"{np.mean([r.wall_time_s for r in recs]):.1f}",
             "hardware": ", ".join(sorted({f"{r.hardware}, {r.run.precision}" + (", compiled" if r.run.compiled else "")
-                                          for r in recs})),
+                                          + _unlocked(r) for r in recs})),
             "vs #1": versus, "published": _published_text(pub)}
 
 
@@ -145,6 +148,12 @@ def _versus(position: int, versus: Comparison | None) -> str:
         return f"{0.0 - versus.mean_difference or 0.0:+.2f} (one run each: not tested)"
     p = f"p = {versus.p:.3f}" if versus.p >= 0.001 else "p < 0.001"
     return f"{0.0 - versus.mean_difference or 0.0:+.2f}, {p}" + ("" if versus.distinguishable else " (tied)")
+
+
+def _unlocked(record: RunRecord) -> str:
+    """The packages a run had at other versions than requirements.lock pins (nothing when it had the lock's)."""
+    drift = environment.record_drift(record.versions)
+    return "".join(f", {d.package} {d.installed} (lock: {d.locked or 'none'})" for d in drift)
 
 
 def _span(counts: list[int]) -> str:

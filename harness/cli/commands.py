@@ -14,7 +14,8 @@ from harness.cli.doctor import describe, examine
 from harness.core import owners
 from harness.core.errors import HarnessError
 from harness.data import fetch as fetch_mod
-from harness.data.catalog import PROJECT_ROOT, load_catalog
+from harness.core.paths import PROJECT_ROOT
+from harness.data.catalog import load_catalog
 from harness.data.datasets import MARKER, current_fold_fingerprint, data_root, load_dataset
 from harness.runs.cells import Cell
 from harness.runs.store import PUBLISHED_RESULTS, read_result, results_root

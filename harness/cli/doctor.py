@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.core import owners
+from harness.runs import environment
 from harness.runs.records import is_sealed
 from harness.runs.store import iter_results
 from harness.data.cache import BUDGET_ENV, DEFAULT_BUDGET_GB
@@ -26,6 +27,7 @@ class Checkup:
     partial_downloads: list[tuple[str, int]] = field(default_factory=list)
     leftovers: list[owners.Leftover] = field(default_factory=list)
     damaged: list[tuple[Path, str]] = field(default_factory=list)             # result file, why
+    drift: list[environment.Drift] | None = None                              # None: no lock to compare with
 
 
 def _files(folder: Path) -> list[Path]:
@@ -35,6 +37,8 @@ def _files(folder: Path) -> list[Path]:
 def examine(data_root: Path, results_root: Path) -> Checkup:
     """Look through both folders; changes nothing."""
     found = Checkup()
+    if environment.LOCK_FILE.is_file():
+        found.drift = environment.drift()
     if data_root.is_dir():
         for folder in sorted(p for p in data_root.iterdir() if (p / MARKER).is_file()):
             files = [p for p in _files(folder) if not p.name.startswith(".")]
@@ -63,7 +67,7 @@ def size(n: int) -> str:
 
 def describe(found: Checkup, data_root: Path, results_root: Path) -> list[str]:
     """The checkup in plain lines, one section per kind of thing found."""
-    lines = [f"data root {data_root}:"]
+    lines = [environment_line(found.drift), f"data root {data_root}:"]
     lines += [f"  dataset {name}: {count} files, {size(nbytes)}, fingerprint {fp[:12]}…"
               for name, count, nbytes, fp in found.datasets] or ["  no imported datasets"]
     total = sum(n for _, n in found.caches)
@@ -76,3 +80,13 @@ def describe(found: Checkup, data_root: Path, results_root: Path) -> list[str]:
     lines.append(f"leftovers of crashed processes: {len(found.leftovers)} ({size(sum(x.size for x in found.leftovers))})")
     lines += [f"  {x.path}: {x.why}" for x in found.leftovers]
     return lines
+
+
+def environment_line(drift: list[environment.Drift] | None) -> str:
+    lock = environment.LOCK_FILE.name
+    if drift is None:
+        return f"environment: no {lock} beside the harness (installed as a package): versions not checked"
+    if not drift:
+        return f"environment: {', '.join(environment.CHECKED)} as {lock} pins them"
+    return (f"environment differs from {lock}: {'; '.join(map(str, drift))}. Results made here are not the "
+            f"lock's; `make install` installs it")

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
+from harness.core.paths import PROJECT_ROOT
 from harness.core.registry import Registry, did_you_mean
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CATALOG = PROJECT_ROOT / "datasets.toml"
 
 KINDS = ("audio", "image", "synthetic")

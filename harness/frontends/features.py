@@ -1,4 +1,4 @@
-"""Front-ends: turn a batch of clips into model input. Thin ``nn.Module``s over torchaudio.
+"""Front-ends: turn a batch of clips into model input. Thin ``nn.Module``s over ``spectral``'s torchaudio transforms.
 
 Like scikit-learn estimators, a constructor only stores its arguments, so ``params()``
 reads every setting back for logging, hashing and cloning.
@@ -9,13 +9,13 @@ import functools
 import inspect
 
 import torch
-import torchaudio.transforms as T
 from torch import nn
 
 from harness.data.audio import MAX_RATE, MIN_RATE
 from harness.core.errors import SubmissionError
 from harness.core.registry import did_you_mean
 from harness.frontends import augment as A
+from harness.frontends.spectral import mel_spectrogram, power_to_db
 
 
 RATES = (MIN_RATE, MAX_RATE)
@@ -98,9 +98,8 @@ class LogMel(Frontend):
         super().__init__()
         self.sample_rate, self.n_fft, self.win_length, self.hop_length = sample_rate, n_fft, win_length, hop_length
         self.n_mels, self.f_min, self.f_max, self.top_db, self.ref_max = n_mels, f_min, f_max, top_db, ref_max
-        self.mel = T.MelSpectrogram(sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length,
-                                    n_mels=n_mels, f_min=f_min, f_max=f_max)
-        self.to_db = T.AmplitudeToDB("power", top_db=top_db)
+        self.mel = mel_spectrogram(sample_rate, n_fft, hop_length, n_mels, win_length, f_min, f_max)
+        self.to_db = power_to_db(top_db)
 
     def check(self) -> None:
         super().check()
@@ -185,8 +184,8 @@ class TrimmedMel(Frontend):
         super().__init__()
         self.sample_rate, self.n_mels, self.frames, self.n_fft = sample_rate, n_mels, frames, n_fft
         self.hop_length, self.top_db, self.size = hop_length, top_db, size
-        self.mel = T.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
-        self.to_db = T.AmplitudeToDB("power", top_db=80.0)
+        self.mel = mel_spectrogram(sample_rate, n_fft, hop_length, n_mels)
+        self.to_db = power_to_db(80.0)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         # trimming makes every clip a different length, so the mel is taken clip by clip

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from harness.data.catalog import PROJECT_ROOT
+from harness.core.paths import PROJECT_ROOT
 from harness.runs.check import tiny_data
 from harness.runs.execute import run_one
 from harness.runs.provenance import package_versions, provenance_problem

@@ -16,13 +16,14 @@ from typing import Any, Callable
 from harness.core.errors import HarnessError
 from harness.core.registry import Registry
 from harness.data.audio import RESAMPLER
-from harness.data.catalog import PROJECT_ROOT, DatasetSpec
+from harness.core.paths import PROJECT_ROOT
+from harness.data.catalog import DatasetSpec
 from harness.runs.records import RunRecord
 from harness.runs.run import Run, RunError
 from harness.training.overrides import apply_overrides
 from harness.training.submission import Submission, get_submission
 
-PACKAGES = ("torch", "torchaudio", "timm", "numpy", "scikit-learn", "soundfile")
+PACKAGES = ("torch", "torchaudio", "torchvision", "timm", "numpy", "scikit-learn", "soundfile", "soxr")
 
 
 def with_weights(sub: Submission, run: Run) -> Submission:

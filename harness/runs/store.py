@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import platformdirs
 
-from harness.data.catalog import PROJECT_ROOT
+from harness.core.paths import PROJECT_ROOT
 from harness.core.faults import crash_point
 from harness.core.owners import temp_path
 from harness.runs.records import Record, RecordError, from_json, seal

@@ -31,12 +31,11 @@ from typing import Iterator
 
 import numpy as np
 import torch
-import torchaudio
 from torch import nn
 
 from harness.data.cache import cache_budget, cached_array, make_room
 from harness.data.datasets import Dataset
-from harness.frontends import features as frontends
+from harness.frontends import features as frontends, spectral
 
 DEVICE_MEMORY_SHARE = 0.5  # features may take this share of the free device memory; beyond it they stream
 BATCH = 256  # clips per front-end call; fixed, so that features never depend on who computed them
@@ -137,7 +136,7 @@ def cache_path(frontend: nn.Module, data: Dataset, device: torch.device) -> Path
     if data.cache is None or not isinstance(frontend, frontends.Frontend) or not frontend.cache_features:
         return None
     what = {"params": frontend.params(), "code": _code_digest(inspect.getsourcefile(type(frontend))),
-            "torch": torch.__version__, "torchaudio": torchaudio.__version__, "device": _device_kind(device)}
+            "torch": torch.__version__, "torchaudio": spectral.VERSION, "device": _device_kind(device)}
     digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=repr).encode()).hexdigest()[:16]
     return data.cache.parent / "features" / f"{data.cache.stem}--{type(frontend).__name__}-{digest}.npy"
 

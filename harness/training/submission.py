@@ -21,7 +21,7 @@ from typing import Any, Callable, Literal, get_args, get_origin, get_type_hints
 
 from torch import nn
 
-from harness.data.catalog import PROJECT_ROOT
+from harness.core.paths import PROJECT_ROOT
 from harness.core.errors import SubmissionError
 from harness.frontends.features import Frontend
 from harness.core.registry import DuplicateNameError, Registry, did_you_mean

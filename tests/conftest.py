@@ -10,8 +10,19 @@ import soundfile as sf
 
 
 def pytest_configure(config):
-    """``BENCH_TEST_THREADS=16 make test`` runs the suite with that many torch threads: the
+    """The suite runs in the locked environment or not at all: a package at another version than
+    requirements.lock stops it here, named with both versions, before an import of it can fail
+    with a message that names neither (torchaudio 2.11.1 beside torch 2.11.0: an undefined symbol).
+    ``BENCH_ANY_ENVIRONMENT=1`` runs it anyway (trying another stack; tests/test_environment.py still fails).
+
+    ``BENCH_TEST_THREADS=16 make test`` runs the suite with that many torch threads: the
     results must not depend on the thread count (or on which CPU runs them)."""
+    from harness.runs import environment
+
+    if environment.LOCK_FILE.is_file() and not os.environ.get("BENCH_ANY_ENVIRONMENT") \
+            and (drift := environment.drift()):
+        pytest.exit("installed packages differ from requirements.lock: " + "; ".join(map(str, drift)) +
+                    ". Run `make install` (or set BENCH_ANY_ENVIRONMENT=1 to test another stack)", returncode=3)
     threads = os.environ.get("BENCH_TEST_THREADS")
     if threads:
         import torch

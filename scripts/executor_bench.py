@@ -22,8 +22,8 @@ import click
 
 from harness.data.catalog import load_catalog
 from harness.data.datasets import data_root, load_dataset
+from harness.runs.described import Submissions, Variant
 from harness.runs.sweep import read_sweep
-from harness.training.submission import get_submission
 
 
 def flags(config: str) -> list[str]:
@@ -33,11 +33,12 @@ def flags(config: str) -> list[str]:
 
 
 def warm_cache(sweep: Path) -> None:
-    catalog = load_catalog()
+    catalog, subs = load_catalog(), Submissions()
     for point in read_sweep(sweep).points:
         spec = catalog.get(point.cell.dataset)
         if spec.kind != "synthetic":
-            load_dataset(spec, data_root(), point.cell.trained(get_submission(point.cell.submission))[0].frontend.sample_rate)
+            rate = subs.built(point.cell.submission, Variant(point.cell.overrides, resolve=True)).sample_rate
+            load_dataset(spec, data_root(), rate)
 
 
 def outcome(results: Path) -> dict:

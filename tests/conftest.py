@@ -112,6 +112,44 @@ def runs(submission: str, dataset: str = "synthetic", folds=(1, 2), trials: int 
     return grid(submission, dataset, list(folds), trials, epochs, **identity)
 
 
+def submissions(*folders: Path, project: bool = True, **settings):
+    """The driver's submissions (described in sandboxed workers), with ``folders`` of test files."""
+    from harness.runs.described import Submissions
+    from harness.runs.sandboxed import Settings
+
+    return Submissions(Settings(**settings), tuple(folders), project=project)
+
+
+def run_named(run, spec, device: str = "cpu", subs=None, **kwargs):
+    """One run of a registered submission, as the driver makes it: described and trained in a
+    sandboxed worker, scored here."""
+    import torch
+
+    from harness.runs.execute import run_one, task_for
+
+    subs = subs or submissions()
+    return run_one(task_for(subs, run, spec), spec, run, torch.device(device), settings=subs.settings, **kwargs)
+
+
+def grid_named(spec, runs_, results, device: str = "cpu", subs=None, **kwargs):
+    """``run_grid`` of the runs of one submission, as ``bench run`` drives them."""
+    import torch
+
+    from harness.runs.grid import run_grid
+
+    return run_grid(subs or submissions(), spec, runs_, torch.device(device), results, **kwargs)
+
+
+def copy_submission(name: str, folder: Path, edit=lambda text: text) -> Path:
+    """``submissions/<name>.py`` copied into ``folder`` with ``edit`` applied: an edited submission."""
+    from harness.core.paths import PROJECT_ROOT
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.py"
+    target.write_text(edit((PROJECT_ROOT / "submissions" / f"{name}.py").read_text()))
+    return target
+
+
 def fsdd_source() -> Path | None:
     path = os.environ.get("BENCH_FSDD_SOURCE")
     return Path(path) if path and Path(path).is_dir() else None
@@ -134,3 +172,57 @@ def with_header_rate(wav: bytes, rate: int) -> bytes:
     """A canonical 44-byte-header PCM WAV with its sample rate (and byte rate) fields replaced."""
     channels, bits = struct.unpack_from("<H", wav, 22)[0], struct.unpack_from("<H", wav, 34)[0]
     return wav[:24] + struct.pack("<II", rate, (rate * channels * bits // 8) % 2**32) + wav[32:]
+
+
+class ThreadWorker:
+    """A worker serving in a thread of the test process instead of a sandboxed process, for tests
+    of the training engine that spy on it with monkeypatch (``monkeypatch.setattr(execute,
+    "Worker", ThreadWorker)``): the same requests and answers, none of the confinement."""
+
+    def __init__(self, submission_file, settings, device_type="cpu", protected=None, readable=(), writable=(),
+                 compile_cache=None):
+        from harness.runs.sandboxed import Worker
+
+        self._real = Worker(submission_file, settings, device_type, protected, readable, writable, compile_cache)
+        self.file = self._real.file
+
+    def __enter__(self):
+        import multiprocessing
+        import sys
+        import threading
+
+        from harness.runs import worker_tasks
+        from harness.training.submission import SUBMISSIONS
+
+        SUBMISSIONS._items.clear()  # as in a fresh worker: only the one file it loads (isolated_registry restores)
+        for module in [m for m in sys.modules if m.startswith("submissions.")]:
+            del sys.modules[module]
+        self.conn, child = multiprocessing.Pipe()
+        self.thread = threading.Thread(target=worker_tasks.serve, args=(child,), daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.conn.send({"op": "stop"})
+        self.thread.join(10)
+        self.conn.close()
+
+    def send(self, message, arrays=None):
+        from harness.runs import protocol
+
+        specs, fds = protocol.send_arrays(self.conn, arrays or {})
+        self.conn.send({**message, "file": str(self.file), "arrays": specs})
+        protocol.pass_fds(self.conn, fds)
+
+    def receive(self, deadline, doing):
+        import json
+        import time
+
+        if not self.conn.poll(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError(doing)
+        return json.loads(self.conn.recv_bytes())
+
+    def ask(self, message, deadline, doing, arrays=None, on_event=lambda m: None, until=""):
+        from harness.runs.sandboxed import Worker
+
+        return Worker.ask(self, message, deadline, doing, arrays, on_event, until)

@@ -11,7 +11,8 @@ from harness.board.leaderboard import _rank, _versus, collect, comparisons
 from harness.board.significance import compare, corrected_t_test
 from harness.cli.commands import main
 from harness.data.catalog import load_catalog
-from harness.training.submission import load_submissions
+
+from conftest import submissions
 
 
 def test_the_corrected_t_test_matches_a_hand_computation():
@@ -49,7 +50,7 @@ def results(tmp_path_factory):
 
 
 def test_an_entry_compared_with_itself_is_tied_with_p_one(results):
-    records, _ = collect(results, load_submissions(), load_catalog())
+    records, _ = collect(results, submissions(), load_catalog())
     entry = next(e for e in aggregate(records)[("synthetic", 1)] if e.submission == "small_cnn")
     twin = Entry("small_cnn twin", entry.records)
     _, versus = comparisons([entry, twin])

@@ -36,7 +36,8 @@ def test_a_second_submission_under_a_taken_name_fails_and_names_both_files(tmp_p
     (lambda: LogMel(8000, f_max=5000), r"LogMel\(f_max=5000\): must lie above f_min=0.0 and at most at Nyquist, 4000 Hz"),
     (lambda: LogMel(8000, n_fft=256, win_length=512), r"LogMel\(win_length=512\): must not exceed n_fft=256"),
     (lambda: Waveform(500), r"Waveform\(sample_rate=500\): must be from 1000 to 384000"),
-    (lambda: TrimmedMel(frames=0), r"TrimmedMel\(frames=0\): must be at least 1"),
+    (lambda: TrimmedMel(frames=0), r"TrimmedMel\(frames=0\): must be from 1 to 100000"),
+    (lambda: LogMel(8000, n_fft=2**20), r"LogMel\(n_fft=1048576\): must be from 1 to 65536"),  # checked before a filterbank is built
 ])
 def test_a_misspelt_option_or_impossible_value_of_a_frontend_fails_at_construction(make, message):
     with pytest.raises(SubmissionError, match=message):

@@ -7,17 +7,16 @@ tests train a staged recipe eagerly and compiled (inductor compiles on CPU too; 
 there is one) and require the same parameter groups, the same frozen set, a trained body, and
 the same curve and accuracy within a stated tolerance.
 """
-import dataclasses
-
 import pytest
 import torch
 
 from harness.data.catalog import load_catalog
-from harness.runs.execute import run_one
+from harness.runs import execute
 from harness.runs.run import Run
 from harness.training import device, loop, stages
-from harness.training.stages import FineTune
 from harness.training.submission import get_submission
+
+from conftest import ThreadWorker, copy_submission, run_named, submissions
 
 SYNTH = load_catalog().get("synthetic")
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -25,12 +24,20 @@ LOSS_TOLERANCE = 0.02  # relative, per epoch: compiled kernels round differently
 ACCURACY_TOLERANCE = 1 / 24  # one test clip of a synthetic fold
 
 
-def staged_run(device: str, compiled: bool, monkeypatch) -> tuple:
-    """A FineTune run of small_cnn: (record, groups per stage by parameter name, body trained?)."""
+def STAGED(text: str) -> str:
+    """small_cnn with a FineTune recipe and no dropout."""
+    text = text.replace('model_kwargs={"width": 32},', 'model_kwargs={"dropout": 0.0}, '
+                        'fit=FineTune(freeze_epochs=1, lr_mult=10, groups=3),')
+    return text.replace("from harness import", "from harness.training.stages import FineTune\nfrom harness import", 1)
+
+
+def staged_run(device: str, compiled: bool, monkeypatch, tmp_path) -> tuple:
+    """A FineTune run of small_cnn: (record, groups per stage by parameter name, body trained?),
+    trained in a thread of this process so that the spy below sees it."""
     # no dropout: compiled graphs draw dropout masks from inductor's own generator, so a model with
     # dropout trains on other (equally random) masks and its curve drifts by a few percent
-    sub = dataclasses.replace(get_submission("small_cnn"), fit=FineTune(freeze_epochs=1, lr_mult=10, groups=3),
-                              model_kwargs={"dropout": 0.0})
+    subs = submissions(copy_submission("small_cnn", tmp_path / "edited", STAGED).parent, project=False)
+    monkeypatch.setattr(execute, "Worker", ThreadWorker)
     seen, start, real = [], {}, stages.trained_groups
 
     def spy(model, stage):
@@ -42,7 +49,7 @@ def staged_run(device: str, compiled: bool, monkeypatch) -> tuple:
         return groups
 
     monkeypatch.setattr(stages, "trained_groups", spy)
-    record = run_one(sub, SYNTH, Run("small_cnn", "synthetic", 2, 1, 1, compiled=compiled), torch.device(device))
+    record = run_named(Run("small_cnn", "synthetic", 2, 1, 1, compiled=compiled), SYNTH, device, subs)
     body_moved = all(not torch.equal(start["params"][n], p.detach()) for n, p in start["model"].named_parameters()
                      if "features" in n)
     return record, seen, body_moved
@@ -50,10 +57,10 @@ def staged_run(device: str, compiled: bool, monkeypatch) -> tuple:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
-def test_compiled_fine_tune_trains_the_same_parameters_as_eager(device, monkeypatch):
-    eager, eager_groups, eager_body = staged_run(device, False, monkeypatch)
+def test_compiled_fine_tune_trains_the_same_parameters_as_eager(device, monkeypatch, tmp_path):
+    eager, eager_groups, eager_body = staged_run(device, False, monkeypatch, tmp_path / "a")
     monkeypatch.undo()
-    compiled, compiled_groups, compiled_body = staged_run(device, True, monkeypatch)
+    compiled, compiled_groups, compiled_body = staged_run(device, True, monkeypatch, tmp_path / "b")
     assert compiled_groups == eager_groups and len(eager_groups) == 2
     assert all("head" in name for group in eager_groups[0] for name in group)  # stage 1: the head alone
     assert sum(map(len, eager_groups[1])) > sum(map(len, eager_groups[0]))   # stage 2: everything
@@ -102,10 +109,7 @@ def test_compile_auto_is_on_for_cuda_where_it_works_and_says_why_not(monkeypatch
 def test_the_board_says_a_run_was_compiled(tmp_path):
     from harness.board.leaderboard import render
     from harness.runs import store
-    from harness.training.submission import load_submissions
-
-    record = run_one(get_submission("small_cnn"), SYNTH, Run("small_cnn", "synthetic", 1, 1, 1, compiled=True),
-                     torch.device("cpu"))
+    record = run_named(Run("small_cnn", "synthetic", 1, 1, 1, compiled=True), SYNTH)
     store.write_record(record.run.path(tmp_path), record)
-    text, _ = render(tmp_path, load_submissions(), load_catalog(), published=False)
+    text, _ = render(tmp_path, submissions(), load_catalog(), published=False)
     assert ", fp32, compiled |" in text

@@ -10,17 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from harness.core import owners
-from harness.runs.grid import run_grid
 from harness.runs import store as R
 from harness.data.catalog import load_catalog
 from harness.data.cache import cached_array
 from harness.runs.run import Run
-from harness.training.submission import get_submission
 
-from conftest import runs
+from conftest import grid_named, runs
 
 SYNTH = load_catalog().get("synthetic")
 fork = multiprocessing.get_context("fork")
@@ -59,13 +56,13 @@ def test_a_claimed_run_is_left_to_its_owner_and_freed_when_the_owner_dies(tmp_pa
     holder.start()
     assert ready.wait(10)
     assert owners.claim(result) == f"pid {holder.pid} on {owners._host()}"
-    report = run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn"), torch.device("cpu"), tmp_path / "results")
+    report = grid_named(SYNTH, runs("small_cnn"), tmp_path / "results")
     assert [p for p, _ in report.busy] == [result] and not result.exists() and len(report.done) == 1
     assert owners.leftovers(result.parent) == []  # a held claim is not a leftover
     os.kill(holder.pid, signal.SIGKILL)
     holder.join()
     assert [x.path for x in owners.leftovers(result.parent)] == [owners.claim_path(result)]
-    report = run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn"), torch.device("cpu"), tmp_path / "results")
+    report = grid_named(SYNTH, runs("small_cnn"), tmp_path / "results")
     assert report.done == [result] and len(report.skipped) == 1 and not report.busy
     assert sorted(p.name for p in result.parent.iterdir()) == ["fold1-trial1.json", "fold2-trial1.json"]
 

@@ -9,7 +9,8 @@ from harness.runs import execute as runner
 from harness.training import features
 from harness.data.catalog import load_catalog
 from harness.runs.run import Run
-from harness.training.submission import get_submission
+
+from conftest import ThreadWorker, run_named
 
 SYNTH = load_catalog().get("synthetic")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -32,21 +33,20 @@ def test_features_stay_on_the_cpu_device_whatever_their_size():
 
 @cuda
 def test_cuda_run_trains_in_bf16_and_records_it():
-    record = runner.run_one(get_submission("small_cnn"), SYNTH, Run("small_cnn", "synthetic", 1, 1, 1, precision="bf16"),
-                            torch.device("cuda"))
+    record = run_named(Run("small_cnn", "synthetic", 1, 1, 1, precision="bf16"), SYNTH, "cuda")
     assert record.run.precision == "bf16" and record.device == "cuda"
 
 
 @cuda
 def test_cuda_run_streams_features_it_is_told_do_not_fit(monkeypatch, capsys):
     monkeypatch.setattr(features, "DEVICE_MEMORY_SHARE", 0.0)
-    record = runner.run_one(get_submission("small_cnn"), SYNTH, Run("small_cnn", "synthetic", 1, 1, 1), torch.device("cuda"))
+    monkeypatch.setattr(runner, "Worker", ThreadWorker)  # the patched share is this process's
+    record = run_named(Run("small_cnn", "synthetic", 1, 1, 1), SYNTH, "cuda")
     assert "streaming batches from pinned host memory" in capsys.readouterr().out
     assert record.accuracy >= 0.0 and len(record.predictions) == record.n_test
 
 
 @cuda
 def test_compiled_cuda_run_finishes():
-    record = runner.run_one(get_submission("small_cnn"), SYNTH, Run("small_cnn", "synthetic", 1, 1, 1, compiled=True),
-                            torch.device("cuda"))
+    record = run_named(Run("small_cnn", "synthetic", 1, 1, 1, compiled=True), SYNTH, "cuda")
     assert record.run.compiled and record.to_json()["compiled"] is True

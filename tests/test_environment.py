@@ -2,7 +2,6 @@
 installs the lock alone: a range in pyproject.toml does not choose a version."""
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement

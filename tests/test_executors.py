@@ -21,6 +21,8 @@ from harness.runs.slots import (Placement, PlacementError, Slot, cpu_slots, gpu_
                                 pinned_devices)
 from harness.runs.sweep import read_sweep
 
+from conftest import submissions
+
 CPU = torch.device("cpu")
 SWEEP = """method: grid
 parameters:
@@ -84,8 +86,9 @@ def test_placements_are_checked_when_made():
 def sweep(tmp_path: Path, results: Path, placement: Placement) -> list:
     path = tmp_path / "s.yaml"
     path.write_text(SWEEP)
-    plan = make_plan(read_sweep(path).points, load_catalog(), data_root(), results, CPU, placement)
-    return execute_plan(plan, CPU, results, None, "test", placement=placement)
+    subs = submissions()
+    plan = make_plan(read_sweep(path).points, subs, load_catalog(), data_root(), results, CPU, placement)
+    return execute_plan(plan, subs, CPU, results, None, "test", placement=placement)
 
 
 def outcome(results: Path) -> dict:
@@ -193,18 +196,21 @@ def test_an_interrupted_ray_sweep_resumes_to_the_serial_results(tmp_path, serial
     assert outcome(tmp_path / "results") == serial
 
 
-def test_a_record_carries_the_drivers_view_of_the_code_and_a_worker_refuses_other_code():
-    from harness.runs.execute import run_one
-    from harness.runs.provenance import Origin
-    from harness.runs.run import Run, RunError
-    from harness.training.submission import get_submission
+def test_a_record_carries_the_drivers_view_of_the_code_and_a_runner_refuses_other_code():
+    import dataclasses
 
-    sub, spec, run = get_submission("small_cnn"), load_catalog().get("synthetic"), Run("small_cnn", "synthetic", 1, 1, 1)
-    driver = Origin(sub.source_hash(), {"commit": "0123abc", "dirty": False})  # a worker may have no .git at all
-    record = run_one(sub, spec, run, CPU, source=driver)
+    from harness.core.errors import SubmissionError
+    from harness.runs.execute import run_one, task_for
+    from harness.runs.provenance import Origin
+    from harness.runs.run import Run
+
+    spec, run, subs = load_catalog().get("synthetic"), Run("small_cnn", "synthetic", 1, 1, 1), submissions()
+    task = task_for(subs, run, spec)
+    driver = Origin(task.source.source_hash, {"commit": "0123abc", "dirty": False})  # a runner may have no .git
+    record = run_one(dataclasses.replace(task, source=driver), spec, run, CPU)
     assert record.git == driver.git and record.source_hash == driver.source_hash
-    with pytest.raises(RunError, match="this worker's copy differs from the driver's"):
-        run_one(sub, spec, run, CPU, source=Origin("f" * 64, driver.git))
+    with pytest.raises(SubmissionError, match="changed since it was planned"):
+        run_one(dataclasses.replace(task, source=Origin("f" * 64, driver.git)), spec, run, CPU)
 
 
 @pytest.mark.slow
@@ -220,22 +226,23 @@ def test_the_driver_decodes_a_dataset_once_before_its_workers_start(tmp_path, ti
     fetch(catalog.get("tiny"), data_root(), from_path=make_digit_folder(tmp_path / "src"))
     events, decode, start = [], planning.load_dataset, executors._Worker.__init__
     monkeypatch.setattr(planning, "load_dataset", lambda *a, **k: events.append("decode") or decode(*a, **k))
-    monkeypatch.setattr(executors._Worker, "__init__", lambda self, slot: events.append("worker") or start(self, slot))
-    placement = Placement(workers=2)
-    work = make_plan([Point((), Cell("small_cnn", "tiny", folds="1,2", epochs=1))], catalog, data_root(),
+    monkeypatch.setattr(executors._Worker, "__init__",
+                        lambda self, slot, settings: events.append("worker") or start(self, slot, settings))
+    placement, subs = Placement(workers=2), submissions()
+    work = make_plan([Point((), Cell("small_cnn", "tiny", folds="1,2", epochs=1))], subs, catalog, data_root(),
                      tmp_path / "results", CPU, placement)
-    reports = execute_plan(work, CPU, tmp_path / "results", data_root(), "test", placement=placement)
+    reports = execute_plan(work, subs, CPU, tmp_path / "results", data_root(), "test", placement=placement)
     assert len(reports[0].done) == 2 and events == ["decode", "worker", "worker"]
     assert len(list((data_root() / "cache").glob("tiny-*.npy"))) == 1
 
 
 def test_a_gpu_run_on_a_ray_cluster_without_gpus_is_refused_not_queued_forever(ray_cluster):
+    from harness.runs.execute import task_for
     from harness.runs.executors import Job
-    from harness.runs.provenance import Origin
     from harness.runs.ray_executor import RayCluster, RayUnavailable
     from harness.runs.run import Run
 
-    job = Job("small_cnn", load_catalog().get("synthetic"), Run("small_cnn", "synthetic", 1, 1, 1), Origin("0", {}),
-              "cuda", None)
+    run, spec = Run("small_cnn", "synthetic", 1, 1, 1), load_catalog().get("synthetic")
+    job = Job(task_for(submissions(), run, spec), spec, run, "cuda", None)
     with pytest.raises(RayUnavailable, match="offers no GPU"):
         list(RayCluster().results(iter([job]), lambda job, text: None))

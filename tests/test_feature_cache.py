@@ -12,13 +12,11 @@ from harness.data.catalog import load_catalog
 from harness.data.datasets import load_dataset
 from harness.data.fetch import fetch
 from harness.frontends import LogMel, Waveform
-from harness.runs import execute
-from harness.runs.check import tiny_data
+from harness.runs.contract import tiny_data
 from harness.runs.run import Run
 from harness.training import features as feats
-from harness.training.submission import get_submission
 
-from conftest import make_digit_folder
+from conftest import make_digit_folder, run_named
 
 CPU = torch.device("cpu")
 
@@ -39,8 +37,7 @@ def forward_calls(monkeypatch):
 
 
 def _run(spec, root, trial=1):
-    return execute.run_one(get_submission("small_cnn"), spec, Run("small_cnn", "tiny", 1, 1, trial),
-                           CPU, root)
+    return run_named(Run("small_cnn", "tiny", 1, 1, trial), spec, data_root=root)
 
 
 def test_a_second_run_of_a_front_end_reads_its_features_instead_of_computing_them(tiny, forward_calls):
@@ -81,7 +78,7 @@ def test_the_cache_key_holds_the_front_ends_settings_and_the_data(tiny):
     assert key(LogMel(8000, n_mels=32)).name.startswith(data.cache.stem)  # re-decoded data: another key
     assert key(Waveform(8000)) is None  # would copy the decoded array
     assert key(torch.nn.Identity()) is None  # no settings to key it by
-    _, in_memory = tiny_data(get_submission("small_cnn"))
+    _, in_memory = tiny_data(8000, image=False)
     assert feats.cache_path(LogMel(8000), in_memory, CPU) is None
 
 

@@ -1,16 +1,13 @@
 """Real data: the Free Spoken Digit Dataset, when a copy is available (BENCH_FSDD_SOURCE)."""
 import numpy as np
 import pytest
-import torch
 
 from harness.data.catalog import load_catalog
 from harness.data.datasets import load_dataset
 from harness.data.fetch import fetch
 from harness.runs.run import Run
-from harness.runs.execute import run_one
-from harness.training.submission import get_submission
 
-from conftest import fsdd_source
+from conftest import fsdd_source, run_named
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(fsdd_source() is None, reason="set BENCH_FSDD_SOURCE to an FSDD copy")]
 
@@ -24,6 +21,5 @@ def test_fsdd_imports_with_declared_fingerprint_and_folds(tmp_path):
     fold1 = {i for i, f in zip(digits.ids, digits.folds) if f == 1}
     assert {f"{d}_george_{i}.wav" for d in range(10) for i in range(5)} <= fold1  # official test set
     assert sorted(set(speakers.y)) == list(range(6)) and digits.fold_fingerprint == speakers.fold_fingerprint
-    run = run_one(get_submission("small_cnn"), catalog.get("fsdd"), Run("small_cnn", "fsdd", 2, 1, 1), torch.device("cpu"),
-                  tmp_path / "data")
+    run = run_named(Run("small_cnn", "fsdd", 2, 1, 1), catalog.get("fsdd"), data_root=tmp_path / "data")
     assert run.n_test == 600 and run.accuracy > 0.8

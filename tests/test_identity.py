@@ -10,7 +10,6 @@ import torch
 from click.testing import CliRunner
 
 from harness.runs import store as R
-from harness.runs.grid import run_grid
 from harness.data.catalog import load_catalog
 from harness.cli.commands import main
 from harness.board.aggregate import aggregate
@@ -19,9 +18,8 @@ from harness.runs.provenance import run_config
 from harness.data.fetch import sha256_file
 from harness.runs.run import Run, RunError, weights_for
 from harness.runs.provenance import config_hash
-from harness.training.submission import get_submission, load_submissions
 
-from conftest import runs
+from conftest import grid_named, runs, submissions
 
 SYNTH = load_catalog().get("synthetic")
 
@@ -50,9 +48,9 @@ def test_every_identity_of_one_cell_is_its_own_result_and_its_own_row(tmp_path, 
     assert {p.parent.name for p in (tmp_path / "results").rglob("*.json")} == expected
     for extra in variants:  # each is finished now, and only itself
         assert ": 0 runs, 1 already finished" in CliRunner().invoke(main, base + extra).output
-    ranked, excluded = collect(tmp_path / "results", load_submissions(), load_catalog())
+    ranked, excluded = collect(tmp_path / "results", submissions(), load_catalog())
     assert not excluded and len(aggregate(ranked)[("synthetic", 1)]) == 3
-    text, _ = render(tmp_path / "results", load_submissions(), load_catalog())
+    text, _ = render(tmp_path / "results", submissions(), load_catalog())
     rows = [line for line in text.splitlines() if line.startswith("|") and "lecture_resnet18_frozen (" in line]
     assert len(rows) == 6  # three ranked rows, three per-fold rows
     for variant in expected:
@@ -60,11 +58,12 @@ def test_every_identity_of_one_cell_is_its_own_result_and_its_own_row(tmp_path, 
 
 
 def test_weights_precision_and_compile_each_change_the_path_and_the_config_hash(tmp_path):
-    sub, base = get_submission("small_cnn"), Run("small_cnn", "synthetic", 1, 1, 1)
+    subs, base = submissions(), Run("small_cnn", "synthetic", 1, 1, 1)
+    described, built = subs.describe("small_cnn"), subs.built("small_cnn")
     variants = [base, dataclasses.replace(base, precision="bf16"), dataclasses.replace(base, compiled=True),
                 dataclasses.replace(base, precision="bf16", compiled=True)]
     assert len({run.path(tmp_path) for run in variants}) == len(variants)
-    assert len({config_hash(run_config(sub, SYNTH, run)) for run in variants}) == len(variants)
+    assert len({config_hash(run_config(described, built, SYNTH, run)) for run in variants}) == len(variants)
     assert base.path(tmp_path).relative_to(tmp_path).as_posix() == "synthetic/small_cnn/e1/scratch-fp32/fold1-trial1.json"
 
 
@@ -96,28 +95,26 @@ def as_legacy(record: dict) -> dict:
 
 def test_migrate_moves_legacy_results_and_the_board_ranks_them_as_before(tmp_path):
     results = tmp_path / "results"
-    report = run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn", folds=(1, 2)), torch.device("cpu"),
-                             results)
-    before, _ = render(results, load_submissions(), load_catalog())
+    report = grid_named(SYNTH, runs("small_cnn", folds=(1, 2)), results)
+    before, _ = render(results, submissions(), load_catalog())
     for path in report.done:
         record = json.loads(path.read_text())
         R.write_json_atomic(results / "synthetic" / "small_cnn" / "e1" / path.name, as_legacy(record))
         path.unlink()
-    _, excluded = collect(results, load_submissions(), load_catalog())
+    _, excluded = collect(results, submissions(), load_catalog())
     assert len(excluded) == 2 and all("run `bench migrate`" in why for _, why in excluded)
 
     out = CliRunner().invoke(main, ["migrate"])
     assert out.exit_code == 0 and "2 of 2 result file(s) moved" in out.output, out.output
     assert sorted(p.relative_to(results).as_posix() for p in results.rglob("*.json")) == [
         f"synthetic/small_cnn/e1/scratch-fp32/fold{f}-trial1.json" for f in (1, 2)]
-    after, _ = render(results, load_submissions(), load_catalog())
+    after, _ = render(results, submissions(), load_catalog())
     assert after == before
 
 
 def test_migrate_never_writes_over_a_result_and_says_what_it_left(tmp_path):
     results = tmp_path / "results"
-    done = run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn", folds=(1,)), torch.device("cpu"),
-                           results).done[0]
+    done = grid_named(SYNTH, runs("small_cnn", folds=(1,)), results).done[0]
     legacy = results / "synthetic" / "small_cnn" / "e1" / done.name
     R.write_json_atomic(legacy, as_legacy(json.loads(done.read_text())))
     failed = results / "synthetic" / "small_cnn" / "e1" / "fold2-trial1.json"

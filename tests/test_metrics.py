@@ -31,18 +31,13 @@ def test_validation_metrics_on_the_device_match_scikit_learn(seed):
 
 
 def test_a_run_with_a_validation_split_records_validation_metrics_per_epoch():
-    import dataclasses
-
-    import torch
-
     from harness.data.catalog import load_catalog
-    from harness.runs.execute import run_one
     from harness.runs.run import Run
-    from harness.training.submission import get_submission
 
-    sub = get_submission("small_cnn")
-    sub = dataclasses.replace(sub, recipe=dataclasses.replace(sub.recipe, val_fraction=0.2))
-    record = run_one(sub, load_catalog().get("synthetic"), Run("small_cnn", "synthetic", 3, 1, 1), torch.device("cpu"))
+    from conftest import run_named
+
+    run = Run("small_cnn", "synthetic", 3, 1, 1, overrides=(("recipe.val_fraction", 0.2),))
+    record = run_named(run, load_catalog().get("synthetic"))
     assert [row["epoch"] for row in record.curves] == [1, 2, 3]
     for row in record.curves:
         assert 0 <= row["val_accuracy"] <= 1 and 0 <= row["val_macro_f1"] <= 1 and row["val_loss"] > 0

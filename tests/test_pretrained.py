@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from harness.runs.execute import WeightsUnavailable, build_model
+from harness.runs.models import WeightsUnavailable, build_model
 from harness.training.submission import get_submission
 
 

@@ -12,12 +12,14 @@ from harness.data.catalog import load_catalog
 from harness.data.folds import split_for
 from harness.runs import store
 from harness.runs.cells import Cell, CellError
-from harness.runs.execute import run_one
+from harness.runs.described import Variant
 from harness.runs.records import FailedRecord, RecordError, RunRecord, from_json, seal
-from harness.runs.provenance import config_hash, run_config, with_weights
+from harness.runs.provenance import config_hash, run_config
 from harness.runs.run import Run, RunError
 from harness.training.device import switches
 from harness.training.submission import Published, Submission, SubmissionError, get_submission
+
+from conftest import run_named, submissions
 
 SYNTH = load_catalog().get("synthetic")
 RUN = Run("small_cnn", "synthetic", 1, 2, 1)
@@ -25,7 +27,7 @@ RUN = Run("small_cnn", "synthetic", 1, 2, 1)
 
 @pytest.fixture(scope="module")
 def record() -> RunRecord:
-    return run_one(get_submission("small_cnn"), SYNTH, RUN, torch.device("cpu"))
+    return run_named(RUN, SYNTH)
 
 
 def test_a_record_survives_its_file_unchanged(tmp_path, record):
@@ -93,23 +95,27 @@ def test_a_run_gives_back_the_process_wide_switches_it_sets():
     with switches(torch.device("cpu")):
         assert torch.are_deterministic_algorithms_enabled()
     assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
-    run_one(get_submission("small_cnn"), SYNTH, RUN, torch.device("cpu"))
+    run_named(RUN, SYNTH)
     assert not torch.are_deterministic_algorithms_enabled()
 
 
 def test_a_runs_overrides_are_part_of_its_identity_and_of_what_it_trains(tmp_path):
-    sub = get_submission("small_cnn")
+    subs = submissions()
+    described = subs.describe("small_cnn")
+    config = lambda run: config_hash(run_config(described, subs.built("small_cnn", Variant(run.overrides)), SYNTH, run))
+    built = lambda overrides: subs.built("small_cnn", Variant(tuple(overrides.items())))
     changed = dataclasses.replace(RUN, overrides={"recipe.lr": 0.05, "recipe.batch_size": 8})
     assert changed.overrides == (("recipe.batch_size", 8), ("recipe.lr", 0.05))
     assert changed.path(tmp_path) != RUN.path(tmp_path) and changed.variant.startswith("scratch-fp32-o")
     assert RUN.identity() == {k: v for k, v in changed.identity().items() if k != "overrides"}
     assert Run.from_identity(changed.identity()) == changed
-    assert config_hash(run_config(sub, SYNTH, changed)) != config_hash(run_config(sub, SYNTH, RUN))
-    assert with_weights(sub, changed).recipe.lr == 0.05 and with_weights(sub, changed).recipe.batch_size == 8
+    assert config(changed) != config(RUN)
+    recipe = subs.built("small_cnn", Variant(changed.overrides)).recipe
+    assert recipe["lr"] == 0.05 and recipe["batch_size"] == 8
     with pytest.raises(SubmissionError, match="no setting 'recipe.learning_rate'.*Did you mean 'recipe.lr'"):
-        with_weights(sub, dataclasses.replace(RUN, overrides={"recipe.learning_rate": 0.1}))
+        built({"recipe.learning_rate": 0.1})
     with pytest.raises(SubmissionError, match="Did you mean 'global'"):
-        with_weights(sub, dataclasses.replace(RUN, overrides={"recipe.normalize": "globl"}))
+        built({"recipe.normalize": "globl"})
     with pytest.raises(RunError, match="override 'n_mels': use a full setting name"):
         dataclasses.replace(RUN, overrides={"n_mels": 32})  # a run holds full names; short ones are resolved before
 

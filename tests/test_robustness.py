@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from click.testing import CliRunner
 
 from harness.runs import store as R
@@ -25,9 +24,9 @@ from harness.data.datasets import DatasetError, load_dataset
 from harness.data.fetch import fetch, safe_extract
 from harness.board.leaderboard import collect
 from harness.runs.run import Run
-from harness.training.submission import SubmissionError, get_submission, load_submission_file, load_submissions
+from harness.training.submission import SubmissionError
 
-from conftest import make_digit_folder, runs, write_wav
+from conftest import grid_named, make_digit_folder, run_named, runs, submissions, write_wav
 
 SYNTH = load_catalog().get("synthetic")
 
@@ -92,8 +91,7 @@ def test_skip_bad_records_left_out_files_in_results_and_leaderboard(tmp_path, ti
     assert ds.excluded == ("0_anna_3.wav",) and len(ds.ids) == 39
     clean = load_dataset(spec, tmp_path / "data")  # same data, same split
     assert clean.fold_fingerprint == ds.fold_fingerprint
-    record = runner.run_one(get_submission("small_cnn"), spec, Run("small_cnn", "tiny", 1, 1, 1), torch.device("cpu"),
-                            tmp_path / "data")
+    record = run_named(Run("small_cnn", "tiny", 1, 1, 1), spec, data_root=tmp_path / "data")
     assert record.excluded_files == ["0_anna_3.wav"]
 
 
@@ -238,9 +236,8 @@ def test_http_error_is_reported_and_nothing_kept(tmp_path, tiny_catalog):
 
 # --- runs ------------------------------------------------------------------------------------
 
-def run_grid(results, sub=None, folds=(1, 2)):
-    sub = sub or get_submission("small_cnn")
-    return scheduling.run_grid(sub, SYNTH, runs(sub.name, folds=folds), torch.device("cpu"), results)
+def run_grid(results, name="small_cnn", folds=(1, 2), subs=None):
+    return grid_named(SYNTH, runs(name, folds=folds), results, subs=subs)
 
 
 def test_sigterm_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
@@ -299,13 +296,11 @@ def user_submission(tmp_path, name, forward="return self.fc(x.mean((1, 2, 3))[:,
     path = tmp_path / "subs" / f"{name}.py"
     path.parent.mkdir(exist_ok=True)
     path.write_text(body or SUBMISSION_TEMPLATE.format(name=name, forward=forward, returns=returns))
-    load_submissions()
-    load_submission_file(path)
     return path
 
 
 def failure_of(tmp_path, name) -> str:
-    report = run_grid(tmp_path / "results", get_submission(name), folds=(1,))
+    report = run_grid(tmp_path / "results", name, folds=(1,), subs=submissions(tmp_path / "subs"))
     assert not report.done and len(report.failed) == 1
     record = json.loads(report.failed[0][0].read_text())
     assert record["status"] == "failed"
@@ -315,7 +310,7 @@ def failure_of(tmp_path, name) -> str:
 def test_non_finite_loss_fails_the_run_and_it_is_not_ranked(tmp_path):
     user_submission(tmp_path, "nan_model", forward="return self.fc(x.mean((1, 2, 3))[:, None]) * float('nan')")
     assert "non-finite training loss at epoch 1" in failure_of(tmp_path, "nan_model")
-    ranked, excluded = collect(tmp_path / "results", load_submissions(), load_catalog())
+    ranked, excluded = collect(tmp_path / "results", submissions(tmp_path / "subs"), load_catalog())
     assert not ranked and any("failed: " in why and "non-finite" in why for _, why in excluded)
 
 
@@ -337,14 +332,16 @@ def test_wrong_output_shape_names_the_submission(tmp_path):
 
 
 def test_import_error_names_file_and_line(tmp_path):
+    user_submission(tmp_path, "broken_import", body="import os\n\nimport no_such_module_here\n\n\n"
+                                                    "@register_submission\ndef broken_import():\n    pass\n")
     with pytest.raises(SubmissionError, match=r"broken_import.py:3: cannot import submission \(ModuleNotFoundError"):
-        user_submission(tmp_path, "broken_import", body="import os\n\nimport no_such_module_here\n")
+        submissions(tmp_path / "subs").describe("broken_import")
 
 
 def test_factory_returning_the_wrong_type_is_named(tmp_path):
     path = user_submission(tmp_path, "not_a_submission", returns="{'model': 'resnet18'}")
     with pytest.raises(SubmissionError, match=rf"{path}: not_a_submission\(\) must return a harness.Submission, got dict"):
-        get_submission("not_a_submission")
+        submissions(tmp_path / "subs").describe("not_a_submission")
 
 
 def test_unknown_submission_suggests_the_closest():
@@ -361,7 +358,7 @@ def test_corrupt_and_hand_edited_results_are_named_and_skipped(tmp_path):
     edited = json.loads(good[1].read_text())
     edited["metrics"]["accuracy"] = 1.0                                   # hand-edited
     good[1].write_text(json.dumps(edited))
-    ranked, excluded = collect(results, load_submissions(), load_catalog())
+    ranked, excluded = collect(results, submissions(), load_catalog())
     reasons = dict((p.name, why) for p, why in excluded if "small_cnn" in str(p))
     assert reasons == {"fold1-trial1.json": "unreadable or corrupt JSON",
                        "fold2-trial1.json": "checksum mismatch: edited by hand or damaged"}
@@ -372,7 +369,7 @@ def test_corrupt_and_hand_edited_results_are_named_and_skipped(tmp_path):
 def test_result_without_provenance_is_refused(tmp_path):
     path = Run("small_cnn", "synthetic", 1, 3, 1).path(tmp_path / "results")
     R.write_json_atomic(path, R.seal({"status": "ok", "submission": "small_cnn", "dataset": "synthetic", "epochs": 1}))
-    _, excluded = collect(tmp_path / "results", load_submissions(), load_catalog())
+    _, excluded = collect(tmp_path / "results", submissions(), load_catalog())
     assert any(p == path and why.startswith("no provenance (missing config, config_hash,") for p, why in excluded)
 
 

@@ -6,24 +6,23 @@ import torch
 from click.testing import CliRunner
 
 from harness.runs import execute as runner
-from harness.runs.grid import run_grid
 from harness.core.errors import HarnessError
 from harness.training import device, loop
 from harness.data.catalog import load_catalog
 from harness.cli.commands import main
-from harness.runs.provenance import run_config
+from harness.runs.described import Built
+from harness.runs.provenance import trained_config
+from harness.runs.sandboxed import WorkerError
 from harness.runs.store import iter_results
 from harness.runs.run import Run
-from harness.training.submission import Submission, get_submission
 
-from conftest import runs
+from conftest import ThreadWorker, copy_submission, grid_named, run_named, runs, submissions
 
 SYNTH = load_catalog().get("synthetic")
 
 
-def grid(results, folds=(1, 2), epochs=1):
-    return run_grid(get_submission("small_cnn"), SYNTH, runs("small_cnn", folds=folds, epochs=epochs),
-                           torch.device("cpu"), results)
+def grid(results, folds=(1, 2), epochs=1, subs=None):
+    return grid_named(SYNTH, runs("small_cnn", folds=folds, epochs=epochs), results, subs=subs)
 
 
 def test_cli_run_then_leaderboard(tmp_path):
@@ -80,15 +79,14 @@ def test_interrupt_keeps_finished_runs_and_writes_no_partial_one(tmp_path, monke
 def test_changed_config_is_not_skipped(tmp_path):
     results = tmp_path / "results"
     grid(results, folds=(1,))
-    sub = get_submission("small_cnn").with_recipe(lr=1e-4)
-    report = run_grid(sub, SYNTH, runs("small_cnn", folds=(1,)), torch.device("cpu"), results)
+    edited = copy_submission("small_cnn", tmp_path / "edited", lambda text: text.replace("lr=5e-3", "lr=1e-4"))
+    report = grid(results, folds=(1,), subs=submissions(edited.parent, project=False))
     assert len(report.done) == 1 and not report.skipped
 
 
 def test_same_seed_gives_identical_predictions_on_cpu():
-    sub = get_submission("small_cnn")
-    a = runner.run_one(sub, SYNTH, Run("small_cnn", "synthetic", 2, 3, 1), torch.device("cpu"))
-    b = runner.run_one(sub, SYNTH, Run("small_cnn", "synthetic", 2, 3, 1), torch.device("cpu"))
+    a = run_named(Run("small_cnn", "synthetic", 2, 3, 1), SYNTH)
+    b = run_named(Run("small_cnn", "synthetic", 2, 3, 1), SYNTH)
     assert a.predictions == b.predictions and a.curves[-1]["train_loss"] == b.curves[-1]["train_loss"]
 
 
@@ -108,20 +106,19 @@ def test_failed_run_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
     assert failed["status"] == "failed"
 
 
-def test_edited_submission_file_is_run_again(tmp_path, monkeypatch):
+def test_edited_submission_file_is_run_again(tmp_path):
     """Resume skips finished work of the current code only: a run of an edited file is stale."""
-    results = tmp_path / "results"
-    grid(results, folds=(1,))
-    monkeypatch.setattr(Submission, "source_hash", lambda self: "0" * 64)
-    report = grid(results, folds=(1,))
+    results, copy = tmp_path / "results", copy_submission("small_cnn", tmp_path / "mine")
+    assert len(grid(results, folds=(1,), subs=submissions(copy.parent, project=False)).done) == 1
+    copy.write_text(copy.read_text() + "\n# an edit that changes no setting\n")
+    report = grid(results, folds=(1,), subs=submissions(copy.parent, project=False))
     assert len(report.done) == 1 and not report.skipped
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_precision_is_recorded_and_each_is_deterministic_on_cpu(precision):
-    sub, run = get_submission("small_cnn"), Run("small_cnn", "synthetic", 1, 3, 1, precision=precision)
-    a = runner.run_one(sub, SYNTH, run, torch.device("cpu"))
-    b = runner.run_one(sub, SYNTH, run, torch.device("cpu"))
+    run = Run("small_cnn", "synthetic", 1, 3, 1, precision=precision)
+    a, b = run_named(run, SYNTH), run_named(run, SYNTH)
     assert a.run.precision == precision and a.to_json()["precision"] == precision and a.predictions == b.predictions
     assert a.curves[-1]["train_loss"] == b.curves[-1]["train_loss"]
 
@@ -139,11 +136,11 @@ def test_auto_precision_is_fp32_on_every_cpu_and_bf16_only_on_request(monkeypatc
 def test_a_nan_loss_in_bf16_says_that_fp32_is_the_fix(monkeypatch):
     real = loop.soft_cross_entropy
     monkeypatch.setattr(loop, "soft_cross_entropy", lambda logits, target: real(logits, target) * float("nan"))
-    sub = get_submission("small_cnn")
-    with pytest.raises(loop.NonFiniteLossError, match=r"epoch 1 in bf16.*--precision fp32"):
-        runner.run_one(sub, SYNTH, Run("small_cnn", "synthetic", 1, 1, 1, precision="bf16"), torch.device("cpu"))
-    with pytest.raises(loop.NonFiniteLossError, match=r"epoch 1$"):
-        runner.run_one(sub, SYNTH, Run("small_cnn", "synthetic", 1, 1, 1), torch.device("cpu"))
+    monkeypatch.setattr(runner, "Worker", ThreadWorker)  # the NaN is this process's doing, so train here
+    with pytest.raises(WorkerError, match=r"NonFiniteLossError: non-finite .* epoch 1 in bf16.*--precision fp32"):
+        run_named(Run("small_cnn", "synthetic", 1, 1, 1, precision="bf16"), SYNTH)
+    with pytest.raises(WorkerError, match=r"NonFiniteLossError: non-finite training loss at epoch 1$"):
+        run_named(Run("small_cnn", "synthetic", 1, 1, 1), SYNTH)
 
 
 def test_runs_of_two_precisions_are_two_leaderboard_rows_each_showing_its_precision(tmp_path):
@@ -170,9 +167,7 @@ def test_a_run_that_resamples_names_the_resampler_in_its_config(tmp_path, tiny_c
     from harness.data import audio
 
     spec = load_catalog(tiny_catalog()).get("tiny")  # 8 kHz audio
-    at_16k = Submission(frontend=__import__("harness").LogMel(16000, n_mels=16), model="resnet18", name="x")
-    at_8k = Submission(frontend=__import__("harness").LogMel(8000, n_mels=16), model="resnet18", name="x")
-    run = Run("x", "tiny", 1, 1, 1)
-    assert run_config(at_16k, spec, run)["resampler"] == audio.RESAMPLER
-    assert "resampler" not in run_config(at_8k, spec, run)
-    assert "resampler" not in run_config(at_16k, SYNTH, run)  # generated at the rate asked for
+    at = lambda rate: Built((), {"recipe": {}}, "resnet18", False, 1, {"name": "LogMel", "sample_rate": rate}, "", True)
+    assert trained_config("x", spec, at(16000))["resampler"] == audio.RESAMPLER
+    assert "resampler" not in trained_config("x", spec, at(8000))
+    assert "resampler" not in trained_config("x", SYNTH, at(16000))  # generated at the rate asked for

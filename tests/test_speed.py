@@ -8,11 +8,9 @@ from click.testing import CliRunner
 from harness.runs import speed
 from harness.data.catalog import load_catalog
 from harness.cli.commands import main
-from harness.runs.grid import run_grid
-from harness.training.submission import get_submission
 from harness.training.device import resolve_precision
 
-from conftest import runs
+from conftest import grid_named, runs, submissions
 
 
 def test_ratio_is_computed_from_the_two_measured_throughputs(monkeypatch):
@@ -58,8 +56,8 @@ def test_side_by_side_runs_report_an_aggregate():
 
 @pytest.mark.slow
 def test_grid_with_several_workers_stores_every_run(tmp_path):
-    report = run_grid(get_submission("small_cnn"), load_catalog().get("synthetic"), runs("small_cnn", folds=(1, 2, 3)),
-                      torch.device("cpu"), tmp_path / "results", workers=2)
+    report = grid_named(load_catalog().get("synthetic"), runs("small_cnn", folds=(1, 2, 3)), tmp_path / "results",
+                        workers=2)
     assert len(report.done) == 3 and not report.failed
     records = [json.loads(p.read_text()) for p in report.done]
     assert sorted(r["fold"] for r in records) == [1, 2, 3] and all(r["status"] == "ok" for r in records)
@@ -82,14 +80,15 @@ def test_each_pipeline_reports_its_own_peak_memory():
 def test_model_size_decides_what_auto_means_on_a_gpu():
     """Counted on the meta device: the ESC-50 ResNet-18 is 33.3 GFLOP per training sample (as
     measured by hand for the engine issue), the FSDD small CNN 0.16; only the latter is small."""
-    from harness.runs.limit import is_small, model_gflop
+    from harness.runs.described import Variant
+    from harness.runs.limit import is_small
     from harness.training.device import resolve_compile
 
-    catalog = load_catalog()
-    assert model_gflop(get_submission("fastaudio_resnet18"), catalog.get("esc50")) == pytest.approx(33.33, abs=0.01)
-    assert model_gflop(get_submission("small_cnn"), catalog.get("fsdd")) == pytest.approx(0.164, abs=0.001)
-    assert is_small(get_submission("small_cnn"), catalog.get("fsdd"))
-    assert not is_small(get_submission("fastaudio_resnet18"), catalog.get("esc50"))
+    catalog, subs = load_catalog(), submissions()
+    gflop = lambda name, dataset: subs.built(name, Variant(spec=catalog.get(dataset))).gflop  # in a sandboxed worker
+    assert gflop("fastaudio_resnet18", "esc50") == pytest.approx(33.33, abs=0.01)
+    assert gflop("small_cnn", "fsdd") == pytest.approx(0.164, abs=0.001)
+    assert is_small(gflop("small_cnn", "fsdd")) and not is_small(gflop("fastaudio_resnet18", "esc50"))
     assert resolve_compile("auto", torch.device("cuda"), small=True) is False
 
 

@@ -3,16 +3,16 @@ import json
 import math
 
 import pytest
-import torch
 
 from harness.data.catalog import load_catalog, parse_spec
 from harness.data.fetch import fetch
 from harness.frontends.render import render_images
 from harness.runs.run import Run
-from harness.runs.execute import run_one
-from harness.runs.check import documented
+from harness.runs.contract import documented
 from harness.training.submission import Published, get_submission, load_submissions
 from harness.data.datasets import load_dataset
+
+from conftest import run_named, submissions
 
 NAMES = list(load_submissions())
 
@@ -43,8 +43,7 @@ def image_dataset(tmp_path_factory):
 def test_image_submission_runs_on_an_imported_image_dataset(image_dataset):
     """The image path end to end: PNG folders imported, decoded, trained on, evaluated."""
     spec, root = image_dataset
-    record = run_one(get_submission("specaug_cnn_image"), spec, Run("specaug_cnn_image", spec.name, 1, 1, 1),
-                     torch.device("cpu"), root)
+    record = run_named(Run("specaug_cnn_image", spec.name, 1, 1, 1), spec, data_root=root)
     assert record.n_test == 24
     assert record.curves and all(math.isfinite(row["train_loss"]) for row in record.curves)
 
@@ -56,7 +55,7 @@ def test_submission_passes_check(name):
     readable hyperparameters, and two identical end-to-end runs on the synthetic data (CPU)."""
     from harness.runs.check import check_submission
 
-    failures = [f"{f.step}: {f.message}" for f in check_submission(name) if not f.ok]
+    failures = [f"{f.step}: {f.message}" for f in check_submission(name, submissions()) if not f.ok]
     assert not failures, failures
 
 
@@ -68,8 +67,8 @@ def test_check_takes_a_submission_file_as_ci_does_for_a_pull_request():
 
     out = CliRunner().invoke(main, ["check", str(PROJECT_ROOT / "submissions" / "small_cnn.py")])
     assert out.exit_code == 0 and out.output.startswith("small_cnn: OK"), out.output
-    out = CliRunner().invoke(main, ["check", str(PROJECT_ROOT / "harness" / "cli.py")])
-    assert out.exit_code == 2 and "harness/cli.py registers no submission" in out.output
+    out = CliRunner().invoke(main, ["check", str(PROJECT_ROOT / "harness" / "cli" / "commands.py")])
+    assert out.exit_code == 2 and "harness/cli/commands.py registers no submission" in out.output
 
 
 def test_the_github_workflow_runs_the_readmes_test_command_the_locks_and_bench_check():
@@ -79,3 +78,4 @@ def test_the_github_workflow_runs_the_readmes_test_command_the_locks_and_bench_c
     readme = (PROJECT_ROOT / "README.md").read_text()
     assert "make test" in readme and "run: make test" in workflow
     assert "bench verify --all" in workflow and 'bench check "$file"' in workflow
+    assert 'bench verify --result "$file"' in workflow  # every result file a pull request adds or changes

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from harness import LogMel, Submission
 from harness.cli.commands import main
-from harness.runs.cells import Cell, CellError
+from harness.runs.cells import Cell
 from harness.runs.sweep import SweepError, read_sweep
 from harness.training.overrides import OverrideError, apply_overrides, parse_value, resolve_overrides, settings
 from harness.training.submission import get_submission
@@ -147,10 +147,18 @@ def test_seed_000s_sweeps_expand_to_the_reports_run_counts(name):
 
 
 def test_seed_000s_sweep_points_build_valid_submissions():
+    from harness.runs.described import Variant
+
+    from conftest import submissions
+
+    subs = submissions()
     for name in SEED_000:
-        for point in read_sweep(ROOT / "sweeps" / "seed000" / f"{name}.yaml").points:
-            sub = get_submission(point.cell.submission)
-            point.cell.trained(sub)  # every override resolves and every rebuilt front-end passes its checks
+        points = read_sweep(ROOT / "sweeps" / "seed000" / f"{name}.yaml").points
+        for submission in {p.cell.submission for p in points}:  # each submission's points in one worker
+            subs.describe(submission, [Variant(p.cell.overrides, resolve=True) for p in points
+                                       if p.cell.submission == submission])
+        for point in points:
+            point.cell.trained(subs)  # every override resolves and every rebuilt front-end passes its checks
 
 
 # --- running, resuming and reporting --------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 from tabulate import tabulate
 
 from harness.board.aggregate import Entry
-from harness.training.submission import Submission
+from harness.runs.described import Described
 
 
 def card_path(dataset: str, epochs: int, label: str) -> str:
@@ -43,7 +43,7 @@ def _flat(params: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
-def model_card(entry: Entry, sub: Submission | None, place: str, figures: dict[str, str]) -> str:
+def model_card(entry: Entry, sub: Described | None, place: str, figures: dict[str, str]) -> str:
     """The card's markdown. ``place``: its rank and how it compares with #1; ``figures``: caption -> path
     relative to the board (the card lies one folder down)."""
     run, accs = entry.first.run, [100 * r.accuracy for r in entry.records]

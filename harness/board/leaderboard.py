@@ -23,9 +23,11 @@ from harness.core.errors import HarnessError
 from harness.core.registry import Registry
 from harness.data.catalog import DatasetSpec
 from harness.runs import environment, store
-from harness.runs.provenance import build_submission, provenance_problem
+from harness.runs.described import Described, Submissions
+from harness.data.datasets import AnswerKey
+from harness.runs.provenance import metrics_problem, provenance_problem
 from harness.runs.records import FailedRecord, RecordError, RunRecord
-from harness.training.submission import Published, Submission
+from harness.training.submission import Published
 
 RULES = """\
 ## Rules
@@ -60,6 +62,14 @@ RULES = """\
 - *hardware* also names every package (torch, torchaudio, torchvision, timm, numpy, soundfile,
   soxr) that a run had at another version than `requirements.lock`, the environment the project
   tests and publishes with: its numbers may differ from the lock's for that reason alone.
+- A result is ranked only if its metrics follow from its stored predictions and the dataset's
+  labels (recomputed here); a result's checksum only catches accidents, since anyone can
+  recompute it. What proves a result is re-running it: the project's CI re-runs every result file
+  a pull request adds or changes (`bench verify --result`: exactly on the same CPU model and thread
+  count, within 2 points of accuracy on another CPU, whose kernels differ).
+- A submission's code runs in a sandbox that never holds a test label (the harness scores its
+  predictions); *hardware* says *unsandboxed* of a run made with `--unsandboxed` or before the
+  sandbox existed: its numbers rest on trusting its code.
 - *published* is the figure the seed document reports for the same dataset and budget
   (its own protocol, hardware and code), shown for comparison, never ranked.
 """
@@ -78,10 +88,16 @@ def plural(count: int, noun: str) -> str:
 VARIANT = "a sweep's variant (a run with overrides)"
 
 
-def collect(results_root: Path, submissions: Registry, specs: Registry[DatasetSpec],
-            fold_fingerprints: dict[str, str] | None = None) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
-    """(records that may be ranked, (file, why) for every other result file under ``results_root``)."""
-    current: dict[Any, Any] = {("folds", k): v for k, v in (fold_fingerprints or {}).items()}
+def collect(results_root: Path, submissions: Submissions, specs: Registry[DatasetSpec],
+            fold_fingerprints: dict[str, str] | None = None, answer_keys: dict[str, AnswerKey] | None = None
+            ) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
+    """(records that may be ranked, (file, why) for every other result file under ``results_root``).
+
+    ``answer_keys``: the labels of each dataset that is here; a record whose metrics do not follow
+    from its predictions and those labels is damaged, whatever its seal says.
+    """
+    keys = answer_keys or {}
+    current = {**{name: key.fingerprint for name, key in keys.items()}, **(fold_fingerprints or {})}
     ranked: list[RunRecord] = []
     excluded: list[tuple[Path, str]] = []
     for path in store.result_files(results_root):
@@ -92,6 +108,8 @@ def collect(results_root: Path, submissions: Registry, specs: Registry[DatasetSp
             continue
         if isinstance(record, FailedRecord):
             excluded.append((path, f"failed: {record.error}"))
+        elif damage := _damage(record, keys, specs):
+            excluded.append((path, damage))
         elif record.run.overrides:
             excluded.append((path, VARIANT))
         elif problem := provenance_problem(record, submissions, specs, current):
@@ -101,8 +119,14 @@ def collect(results_root: Path, submissions: Registry, specs: Registry[DatasetSp
     return ranked, excluded
 
 
-def _published_row(name: str, sub: Submission, pub: Published) -> dict[str, Any]:
-    return {"#": "–", "submission": name, "model": sub.model_name, "front-end": sub.frontend.summary(),
+def _damage(record: RunRecord, keys: dict[str, AnswerKey], specs: Registry[DatasetSpec]) -> str | None:
+    if record.run.dataset not in specs:
+        return None
+    return metrics_problem(record, keys.get(record.run.dataset), specs.get(record.run.dataset).num_classes)
+
+
+def _published_row(name: str, sub: Described, pub: Published) -> dict[str, Any]:
+    return {"#": "–", "submission": name, "model": sub.model_name, "front-end": sub.registered.frontend_summary,
             "pretrained": "yes" if sub.pretrained else "no", "accuracy %": "not run here", "macro-F1 %": "",
             "runs": "0", "test clips": "", "s/run": "", "hardware": "", "vs #1": "", "published": _published_text(pub)}
 
@@ -117,7 +141,7 @@ def _entry_row(rank: str, entry: Entry, pub: Published | None, versus: str, card
             "test clips": _span([r.n_test for r in recs]),
             "s/run": f"{np.mean([r.wall_time_s for r in recs]):.1f}",
             "hardware": ", ".join(sorted({f"{r.hardware}, {r.run.precision}" + (", compiled" if r.run.compiled else "")
-                                          + _unlocked(r) for r in recs})),
+                                          + _unlocked(r) + _unsandboxed(r) for r in recs})),
             "vs #1": versus, "published": _published_text(pub)}
 
 
@@ -156,12 +180,19 @@ def _unlocked(record: RunRecord) -> str:
     return "".join(f", {d.package} {d.installed} (lock: {d.locked or 'none'})" for d in drift)
 
 
+def _unsandboxed(record: RunRecord) -> str:
+    """Said of a run whose submission code was not confined: ``--unsandboxed``, or run before the sandbox."""
+    if record.sandbox is None:
+        return ", unsandboxed (run before the sandbox)"
+    return ", unsandboxed" if record.sandbox.startswith("off") else ""
+
+
 def _span(counts: list[int]) -> str:
     """Test clips per run: one number, or the range over folds of different sizes."""
     return str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
 
 
-def _ranked_rows(dataset: str, epochs: int, entries: list[Entry], built: dict[str, Submission],
+def _ranked_rows(dataset: str, epochs: int, entries: list[Entry], built: dict[str, Described],
                  files: dict[str, Any], captions: dict[str, str]) -> list[dict[str, Any]]:
     """The table's rows, #1 first, each with its rank group and its page (written into ``files``)."""
     rows = []
@@ -175,7 +206,7 @@ def _ranked_rows(dataset: str, epochs: int, entries: list[Entry], built: dict[st
     return rows
 
 
-def _section(dataset: str, epochs: int, entries: list[Entry], built: dict[str, Submission], files: dict[str, Any],
+def _section(dataset: str, epochs: int, entries: list[Entry], built: dict[str, Described], files: dict[str, Any],
              class_names: list[str]) -> list[str]:
     entries = ranked(entries)
     figures = table_figures(dataset, epochs, entries, class_names) if entries else {}
@@ -206,17 +237,18 @@ def _published_text(pub: Published | None) -> str:
     return text + (f" ({pub.protocol})" if pub.protocol else "")
 
 
-def render(results_root: Path, submissions: Registry, specs: Registry[DatasetSpec],
-           fold_fingerprints: dict[str, str] | None = None, published: bool = True) -> tuple[str, dict[str, Any]]:
+def render(results_root: Path, submissions: Submissions, specs: Registry[DatasetSpec],
+           fold_fingerprints: dict[str, str] | None = None, published: bool = True,
+           answer_keys: dict[str, AnswerKey] | None = None) -> tuple[str, dict[str, Any]]:
     """The whole leaderboard as markdown, and the files it links (path relative to it -> PNG bytes
     of a figure, or the markdown of an entry's page).
 
     ``published``: the project's board, which also shows tables where only a seed document's
     figure exists ("not run here"); a user's own board shows the tables they ran.
     """
-    records, excluded = collect(results_root, submissions, specs, fold_fingerprints)
+    records, excluded = collect(results_root, submissions, specs, fold_fingerprints, answer_keys)
     tables = aggregate(records)
-    built = {name: sub for name in submissions if not isinstance(sub := build_submission(name), str)}  # each built once
+    built = {name: submissions.describe(name) for name in submissions if not submissions.problem(name)}
     sections = set(tables) | ({(d, p.epochs) for sub in built.values() for d, pubs in sub.published.items()
                                for p in pubs} if published else set())
     source = "`results/`" if published else "this result store"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from harness.core.errors import HarnessError
 from harness.data import fetch as fetch_mod
 from harness.core.paths import PROJECT_ROOT
 from harness.data.catalog import load_catalog
-from harness.data.datasets import MARKER, current_fold_fingerprint, data_root, load_dataset
+from harness.data.datasets import MARKER, answer_key, current_fold_fingerprint, data_root, load_dataset
 from harness.runs.cells import Cell
 from harness.runs.store import PUBLISHED_RESULTS, read_result, results_root
 
@@ -85,23 +84,49 @@ def placement_options(command):
     return wrapped
 
 
-def get_submission(name: str):
-    from harness.training.submission import get_submission as build  # torch loads only for commands that need it
+def sandbox_options(command):
+    """``--unsandboxed``, ``--time-limit``, ``--memory-limit``: how a command's runs are confined,
+    set on the context (``Context.settings``) before the command runs."""
+    def set_option(name: str):
+        def store(ctx: click.Context, param: click.Parameter, value) -> None:
+            if value not in (None, False):
+                ctx.find_object(Context).limits[name] = value
+        return store
 
-    return build(name)
-
-
-def load_submissions():
-    from harness.training.submission import load_submissions as load
-
-    return load()
+    options = [
+        click.option("--unsandboxed", is_flag=True, expose_value=False, callback=set_option("unsandboxed"),
+                     help="Run submission code without the kernel sandbox (still label-blind); recorded in each "
+                          "result and shown on the board. Only where the sandbox cannot be set up."),
+        click.option("--time-limit", type=float, expose_value=False, callback=set_option("time_limit"),
+                     help="Seconds a run may take before it is killed [default: from its budget, see README]."),
+        click.option("--memory-limit", type=float, expose_value=False, callback=set_option("memory_gb"),
+                     help="GiB of address space a CPU run's worker may use [default: 3/4 of the machine's memory]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 class Context:
-    def __init__(self, data: str | None, results: str | None, datasets: str | None):
+    def __init__(self, data: str | None, results: str | None, datasets: str | None, submissions: str | None = None):
         self.data_root = data_root(data)
         self.results_root = results_root(results)
         self.catalog = load_catalog(datasets)
+        self.folders = tuple(Path(f).expanduser() for f in (submissions or "").split(":") if f)
+        self.limits: dict[str, object] = {}
+        self._subs = None
+
+    @property
+    def subs(self):
+        """The submissions, described in sandboxed workers with this command's limits."""
+        if self._subs is None:
+            from harness.runs.described import Submissions
+            from harness.runs.sandboxed import Settings
+
+            settings = Settings(not self.limits.get("unsandboxed"), self.limits.get("time_limit"),
+                                self.limits.get("memory_gb"))
+            self._subs = Submissions(settings, self.folders)
+        return self._subs
 
 
 def _store_option(name: str, attr: str, resolve, help: str):
@@ -139,10 +164,12 @@ class BenchGroup(click.Group):
 @click.option("--data-root", envvar="BENCH_DATA_ROOT", help="Dataset and cache folder [default: user cache dir].")
 @click.option("--results", envvar="BENCH_RESULTS", help="Result store [default: results/ in the project].")
 @click.option("--datasets", envvar="BENCH_DATASETS", help="Dataset catalog [default: datasets.toml].")
+@click.option("--submissions", envvar="BENCH_SUBMISSIONS",
+              help="Folder(s) of submission files besides the project's submissions/ (separated by ':').")
 @click.pass_context
-def main(ctx, data_root, results, datasets):
+def main(ctx, data_root, results, datasets, submissions):
     """audio-bench: train submissions over fixed folds and rank them fairly."""
-    ctx.obj = Context(data_root, results, datasets)
+    ctx.obj = Context(data_root, results, datasets, submissions)
 
 
 @main.command("list")
@@ -163,10 +190,13 @@ def list_(obj: Context):
                         tablefmt="github"))
     click.echo()
     rows = []
-    for name in load_submissions():
-        sub = get_submission(name)
+    for name in obj.subs:  # described in sandboxed workers: a file's own code never runs here
+        if problem := obj.subs.problem(name):
+            rows.append([name, "–", "–", "–", problem])
+            continue
+        sub = obj.subs.describe(name)
         published = "; ".join(f"{d} {p.epochs} ep: {p.accuracy}%" for d, ps in sub.published.items() for p in ps)
-        rows.append([name, sub.model_name, sub.frontend.summary(), sub.seed or "–", published or "–"])
+        rows.append([name, sub.model_name, sub.registered.frontend_summary, sub.seed or "–", published or "–"])
     click.echo(tabulate(rows, ["submission", "model", "front-end", "seed", "published"], tablefmt="github"))
 
 
@@ -193,8 +223,8 @@ def _plan(obj: Context, points, device: str, placement, skip_unavailable: bool):
 
     dev = resolve_device(device)
     use_compile_cache(obj.data_root / "compile-cache")
-    return dev, make_plan(points, obj.catalog, obj.data_root, obj.results_root, dev, placement, skip_unavailable,
-                          click.echo)
+    return dev, make_plan(points, obj.subs, obj.catalog, obj.data_root, obj.results_root, dev, placement,
+                          skip_unavailable, click.echo)
 
 
 def _tracker(name: str, group: str):
@@ -242,6 +272,7 @@ def _parse_set(ctx, param, values: tuple[str, ...]) -> tuple[tuple[str, object],
 @COMPILE
 @PRECISION
 @LOG
+@sandbox_options
 @store_options
 @click.pass_obj
 def run(obj: Context, device: str, placement, tracker: str, **cell):
@@ -251,9 +282,10 @@ def run(obj: Context, device: str, placement, tracker: str, **cell):
 
     dev, plan = _plan(obj, [Point((), Cell(**cell))], device, placement, skip_unavailable=False)
     planned = plan.planned[0]
-    title = f"{planned.sub.name} on {planned.spec.name}"
-    report, = execute_plan(plan, dev, obj.results_root, obj.data_root, title, placement=placement,
-                           log=_tracker(tracker, f"{planned.sub.name}-{planned.spec.name}"))
+    name = planned.point.cell.submission
+    title = f"{name} on {planned.spec.name}"
+    report, = execute_plan(plan, obj.subs, dev, obj.results_root, obj.data_root, title, placement=placement,
+                           log=_tracker(tracker, f"{name}-{planned.spec.name}"))
     first = planned.runs[0]
     click.echo(f"{first.submission} on {first.dataset} ({first.variant}, {plural(first.epochs, 'epoch')}): "
                f"{plural(len(report.done), 'run')}, {len(planned.runs) - len(planned.missing) + len(report.skipped)} "
@@ -274,6 +306,7 @@ def run(obj: Context, device: str, placement, tracker: str, **cell):
               help="Replace the sweep's precision (auto: bf16 on CUDA GPUs, fp32 on CPUs).")
 @placement_options
 @LOG
+@sandbox_options
 @store_options
 @click.pass_obj
 def sweep(obj: Context, sweep_file: Path, dry_run: bool, report: bool, device: str, precision: str | None,
@@ -302,7 +335,7 @@ def sweep(obj: Context, sweep_file: Path, dry_run: bool, report: bool, device: s
         return
     if dry_run:
         return
-    reports = execute_plan(plan, dev, obj.results_root, obj.data_root, f"sweep {plan_file.name}",
+    reports = execute_plan(plan, obj.subs, dev, obj.results_root, obj.data_root, f"sweep {plan_file.name}",
                            lambda planned: planned.point.label(list(plan_file.swept)), placement,
                            _tracker(tracker, plan_file.name))
     done, failed = sum(len(r.done) for r in reports), sum(len(r.failed) for r in reports)
@@ -326,8 +359,8 @@ def leaderboard(obj: Context, output: Path | None):
     published = obj.results_root.resolve() == PUBLISHED_RESULTS.resolve()
     if output is None:
         output = PROJECT_ROOT / "leaderboard" / "README.md" if published else obj.results_root / "leaderboard.md"
-    fingerprints = {n: fp for n in obj.catalog if (fp := current_fold_fingerprint(obj.catalog.get(n), obj.data_root))}
-    write(output, *render(obj.results_root, load_submissions(), obj.catalog, fingerprints, published))
+    keys = {n: key for n in obj.catalog if (key := answer_key(obj.catalog.get(n), obj.data_root))}
+    write(output, *render(obj.results_root, obj.subs, obj.catalog, published=published, answer_keys=keys))
     click.echo(f"wrote {output}")
 
     if found := owners.leftovers(obj.results_root):
@@ -341,7 +374,7 @@ def leaderboard(obj: Context, output: Path | None):
 @click.pass_obj
 def doctor(obj: Context, clean: bool):
     """Report what the data root and the result store hold, and what crashed processes left."""
-    found = examine(obj.data_root, obj.results_root)
+    found = examine(obj.data_root, obj.results_root, obj.catalog)
     click.echo("\n".join(describe(found, obj.data_root, obj.results_root)))
     if not found.leftovers:
         return
@@ -363,9 +396,9 @@ def migrate(obj: Context, dry_run: bool):
     """Move results stored before runs had identities (weights, precision, compile) to their runs' paths."""
     from harness.runs.migrate import migrate as move
 
-    @functools.cache  # each submission is built once, not once per result file
+    @functools.cache  # each submission is described once, not once per result file
     def is_pretrained(name: str) -> bool | None:
-        return bool(get_submission(name).pretrained) if name in load_submissions() else None
+        return bool(obj.subs.describe(name).pretrained) if name in obj.subs and not obj.subs.problem(name) else None
 
     outcome = move(obj.results_root, is_pretrained, dry_run)
     for path, what in outcome:
@@ -393,38 +426,41 @@ def render_images_cmd(obj: Context, dataset: str, out: Path, size: int, sample_r
     click.echo(f"wrote {count} images to {out}; import them with `bench fetch <image dataset> --from {out}`")
 
 
-def _names(name: str | None, all_: bool) -> list[str]:
+def _names(obj: Context, name: str | None, all_: bool) -> list[str]:
     if all_ == bool(name):
         raise click.UsageError("name one submission or pass --all")
     if all_:
-        return list(load_submissions())
-    return _registered_in(Path(name)) if name.endswith(".py") else [name]
+        return list(obj.subs)
+    return _registered_in(obj, Path(name)) if name.endswith(".py") else [name]
 
 
-def _registered_in(path: Path) -> list[str]:
-    """The submissions a file registers (CI checks those of every file a pull request touches)."""
-    from harness.training.submission import BROKEN
+def _registered_in(obj: Context, path: Path) -> list[str]:
+    """The submissions a file declares (CI checks those of every file a pull request touches), read
+    from its syntax; the file joins this command's submissions wherever it lies."""
+    from harness.runs.described import declarations_in
 
-    registry = load_submissions()
-    if why := next((why for file, why in BROKEN.items() if Path(file).resolve() == path.resolve()), None):
-        raise click.ClickException(why)
-    names = [n for n in registry if Path(inspect.getsourcefile(registry.get(n))).resolve() == path.resolve()]
+    if not path.is_file():
+        raise click.UsageError(f"{path}: no such file")
+    names = [d.name for d in declarations_in(path)]
     if not names:
         raise click.UsageError(f"{path} registers no submission: put it in submissions/ and decorate each "
                                f"factory with @register_submission")
+    obj.subs.add_file(path)
     return names
 
 
 @main.command()
 @click.argument("name", required=False)
 @click.option("--all", "all_", is_flag=True, help="Check every registered submission.")
-def check(name: str | None, all_: bool):
+@sandbox_options
+@click.pass_obj
+def check(obj: Context, name: str | None, all_: bool):
     """Validate submission NAME's plug-in contract on tiny synthetic data (NAME may be a submission file)."""
     from harness.runs.check import check_submission
 
     failed = 0
-    for sub_name in _names(name, all_):
-        findings = check_submission(sub_name)
+    for sub_name in _names(obj, name, all_):
+        findings = check_submission(sub_name, obj.subs)
         bad = [f for f in findings if not f.ok]
         failed += bool(bad)
         click.echo(f"{sub_name}: {'FAILED' if bad else 'OK'} ({sum(f.ok for f in findings)}/{len(findings)} checks passed)")
@@ -437,12 +473,14 @@ def check(name: str | None, all_: bool):
 @main.command()
 @click.argument("name", required=False)
 @click.option("--all", "all_", is_flag=True, help="Lock every registered submission.")
-def lock(name: str | None, all_: bool):
+@sandbox_options
+@click.pass_obj
+def lock(obj: Context, name: str | None, all_: bool):
     """Run NAME's smoke budget on CPU and write its reproducibility lock (locks/NAME.json)."""
     from harness.runs.locks import lock as write_lock
 
-    for sub_name in _names(name, all_):
-        click.echo(f"locked {sub_name}: {write_lock(sub_name)}")
+    for sub_name in _names(obj, name, all_):
+        click.echo(f"locked {sub_name}: {write_lock(sub_name, obj.subs)}")
 
 
 @main.command()
@@ -450,6 +488,7 @@ def lock(name: str | None, all_: bool):
 @click.option("--all", "all_", is_flag=True, help="Verify every registered submission's lock.")
 @click.option("--result", "result", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Instead, re-run one stored result file and compare its metrics.")
+@sandbox_options
 @store_options
 @click.pass_obj
 def verify(obj: Context, name: str | None, all_: bool, result: Path | None):
@@ -460,10 +499,10 @@ def verify(obj: Context, name: str | None, all_: bool, result: Path | None):
     if result:
         dataset = (read_result(result) or {}).get("dataset", "")
         spec = obj.catalog.get(dataset) if dataset in obj.catalog else None
-        outcomes = [verify_result(result, obj.data_root, obj.catalog,
+        outcomes = [verify_result(result, obj.subs, obj.data_root, obj.catalog,
                                   spec and current_fold_fingerprint(spec, obj.data_root))]
     else:
-        outcomes = [verify_lock(n) for n in _names(name, all_)]
+        outcomes = [verify_lock(n, obj.subs) for n in _names(obj, name, all_)]
     for ok, lines in outcomes:
         click.echo("\n".join(lines))
     failed = sum(not ok for ok, _ in outcomes)
@@ -514,12 +553,20 @@ def speed(obj: Context, workload: str, steps: int | None, device: str, workers: 
 @click.option("--submission", "-s", default="small_cnn", show_default=True)
 @click.option("--dataset", "-d", default="fsdd", show_default=True)
 @click.option("--epochs", type=int, help="Epoch budget [default: the recipe's].")
+@sandbox_options
 @store_options
 @click.pass_obj
 def speed_accuracy(obj: Context, submission: str, dataset: str, epochs: int | None):
-    """Check the engine changes no accuracy: its stored runs against the plain loop on every fold (CPU)."""
-    from harness.runs.reference import engine_vs_plain_loop
+    """Check the engine changes no accuracy: its stored runs against the plain loop on every fold (CPU).
 
+    The plain loop trains the submission in this process, outside the sandbox: pass --unsandboxed.
+    """
+    from harness.runs.reference import engine_vs_plain_loop
+    from harness.training.submission import get_submission
+
+    if not obj.limits.get("unsandboxed"):
+        raise click.UsageError("speed-accuracy trains the submission's code in this process, outside the sandbox "
+                               "(a plain loop, to compare the engine with); pass --unsandboxed to accept that")
     sub = get_submission(submission)
     for line in engine_vs_plain_loop(sub, obj.catalog.get(dataset), epochs or sub.recipe.epochs, obj.results_root,
                                      obj.data_root):

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from harness.core import owners
 from harness.runs import environment
-from harness.runs.records import is_sealed
+from harness.data.datasets import answer_key
+from harness.runs.provenance import metrics_problem
+from harness.runs.records import RecordError, RunRecord, from_json, is_sealed
 from harness.runs.store import iter_results
 from harness.data.cache import BUDGET_ENV, DEFAULT_BUDGET_GB
 from harness.data.datasets import MARKER
@@ -34,8 +36,9 @@ def _files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()]
 
 
-def examine(data_root: Path, results_root: Path) -> Checkup:
-    """Look through both folders; changes nothing."""
+def examine(data_root: Path, results_root: Path, catalog=None) -> Checkup:
+    """Look through both folders; changes nothing. With the dataset ``catalog``, each result's
+    metrics are recomputed from its predictions and the labels of its dataset, where it is here."""
     found = Checkup()
     if environment.LOCK_FILE.is_file():
         found.drift = environment.drift()
@@ -49,12 +52,30 @@ def examine(data_root: Path, results_root: Path) -> Checkup:
         found.partial_downloads = [(p.name, p.stat().st_size) for p in sorted((data_root / "downloads").glob("*.part"))]
         found.leftovers += owners.leftovers(data_root)
     found.leftovers += owners.leftovers(results_root)
+    keys: dict = {}
     for path, record in iter_results(results_root):
         if record is None:
             found.damaged.append((path, "unreadable or not JSON"))
         elif not is_sealed(record):
             found.damaged.append((path, "checksum mismatch: edited by hand or damaged"))
+        elif catalog is not None and (why := _rescored(record, catalog, data_root, keys)):
+            found.damaged.append((path, why))
     return found
+
+
+def _rescored(data: dict, catalog, data_root: Path, keys: dict) -> str | None:
+    """Why a sealed result's metrics do not follow from its predictions (None when they do, or when
+    its dataset is not here to score against)."""
+    try:
+        record = from_json(data)
+    except RecordError:
+        return None  # readable as JSON and sealed, but of another schema: the board lists why
+    name = record.run.dataset
+    if not isinstance(record, RunRecord) or name not in catalog:
+        return None
+    if name not in keys:
+        keys[name] = answer_key(catalog.get(name), data_root)
+    return metrics_problem(record, keys[name], catalog.get(name).num_classes)
 
 
 def size(n: int) -> str:
@@ -76,7 +97,8 @@ def describe(found: Checkup, data_root: Path, results_root: Path) -> list[str]:
                  f"(evicted beyond {BUDGET_ENV}={os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_GB)})")
     lines += [f"  partial download {name} ({size(n)}): `bench fetch` resumes it" for name, n in found.partial_downloads]
     lines.append(f"results {results_root}: {len(found.damaged)} damaged result file(s)")
-    lines += [f"  {path}: {why}; the next run of its grid redoes it" for path, why in found.damaged]
+    lines += [f"  {path}: {why}; it is not ranked, and the next run of its grid redoes it"
+              for path, why in found.damaged]
     lines.append(f"leftovers of crashed processes: {len(found.leftovers)} ({size(sum(x.size for x in found.leftovers))})")
     lines += [f"  {x.path}: {x.why}" for x in found.leftovers]
     return lines

@@ -6,7 +6,8 @@ With ``BENCH_CRASH_ONCE=FILE`` only the first process to reach it crashes (it cr
 first): a run retried in a fresh worker then goes through, as after a real one-off crash.
 Unset, as always outside the tests, a crash point does nothing.
 The points are ``decode`` (half of a dataset decoded into its cache file), ``epoch`` (an epoch
-trained) and ``result`` (a result written to its temporary file, not yet renamed into place).
+trained: the driver crashes when its worker reports the epoch) and ``result`` (a result written to its
+temporary file, not yet renamed into place).
 """
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Callable, Generic, Iterator, TypeVar
 
 from harness.core.errors import HarnessError
@@ -25,6 +26,27 @@ class DuplicateNameError(HarnessError, ValueError):
     """A second object under a name already taken."""
 
 
+class BadNameError(HarnessError, ValueError):
+    """A name that is not an identifier: names become folder names, so ``../x`` must never be one."""
+
+
+NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # the one rule for every registered name
+
+
+def check_name(kind: str, name: object, where: str = "") -> str:
+    """``name`` if it is an identifier (lower case, digits, ``_``, starting with a letter, at most 64)."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        place = f" ({where})" if where else ""
+        raise BadNameError(f"{kind} name {name!r}{place} is not an identifier: use lower-case letters, digits "
+                           f"and _, starting with a letter (e.g. {_suggest(name)!r})")
+    return name
+
+
+def _suggest(name: object) -> str:
+    text = re.sub(r"[^a-z0-9_]+", "_", str(name).lower()).strip("_")
+    return (text if text[:1].isalpha() else f"x_{text}")[:64] or "my_name"
+
+
 class Registry(Generic[T]):
     """Maps names to objects of one kind (submissions, datasets, ...).
 
@@ -39,6 +61,7 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
 
     def add(self, name: str, item: T) -> T:
+        check_name(self.kind, name, self.origin(item))
         if name in self._items and (first := self.origin(self._items[name])) != (second := self.origin(item)):
             raise DuplicateNameError(f"{self.kind} {name!r} is registered twice: at {first} and at {second}; "
                                      f"rename one of them")

@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.core.errors import HarnessError
 from harness.core.paths import PROJECT_ROOT
-from harness.core.registry import Registry, did_you_mean
+from harness.core.registry import Registry, check_name, did_you_mean
 
 DEFAULT_CATALOG = PROJECT_ROOT / "datasets.toml"
 
@@ -153,5 +153,6 @@ def load_catalog(path: Path | str | None = None) -> Registry[DatasetSpec]:
     for name, table in tables.items():
         if not isinstance(table, dict):
             raise CatalogError(f"{path}: top-level key {name!r} must be a [table]")
+        check_name("dataset", name, f"in {path}; a dataset's name is a folder of the data root and the result store")
         registry.add(name, parse_spec(name, table, origin=path.name))
     return registry

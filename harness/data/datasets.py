@@ -275,12 +275,29 @@ def load_dataset(spec: DatasetSpec, root: Path | None = None, sample_rate: int |
                    table.fingerprint, tuple(sorted(excluded_files(folder))), cache)
 
 
-def current_fold_fingerprint(spec: DatasetSpec, root: Path | None = None) -> str | None:
-    """The fold fingerprint of the data as it is now, or None if the data is not available."""
+@dataclass(frozen=True)
+class AnswerKey:
+    """A dataset's labels and folds as they are now, read from its metadata (no audio decoded): what
+    a stored result's predictions are scored against, and the split's fingerprint."""
+
+    labels: np.ndarray
+    folds: np.ndarray
+    fingerprint: str
+
+
+def answer_key(spec: DatasetSpec, root: Path | None = None) -> AnswerKey | None:
+    """The labels and folds of the data as it is now, or None if the data is not available."""
     try:
         if spec.kind == "synthetic":
-            return load_dataset(spec).fold_fingerprint
+            data = load_dataset(spec)
+            return AnswerKey(data.y, data.folds, data.fold_fingerprint)
         table = list_clips(spec, verified_folder(spec, data_root(root)))
-        return table.fingerprint
+        return AnswerKey(table.labels, table.folds, table.fingerprint)
     except DatasetError:
         return None
+
+
+def current_fold_fingerprint(spec: DatasetSpec, root: Path | None = None) -> str | None:
+    """The fold fingerprint of the data as it is now, or None if the data is not available."""
+    key = answer_key(spec, root)
+    return key.fingerprint if key else None

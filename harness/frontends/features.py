@@ -19,11 +19,20 @@ from harness.frontends.spectral import mel_spectrogram, power_to_db
 
 
 RATES = (MIN_RATE, MAX_RATE)
+MAX_FFT, MAX_MELS = 2**16, 4096  # a filterbank is (n_fft / 2 + 1) x n_mels: beyond these it is the machine's memory
+
+
+def mel_flops(samples: int, n_fft: int, hop_length: int, n_mels: int) -> float:
+    """A mel spectrogram's cost: per frame an FFT (5 n log2 n) and the filterbank's matrix product."""
+    frames = 1 + samples // hop_length
+    return frames * (5 * n_fft * max(1, n_fft.bit_length()) + 2 * (n_fft // 2 + 1) * n_mels)
 
 
 def _checked(init, cls_name: str):
     """``init`` that refuses unknown options with "did you mean", then checks the values it stored."""
     options = [p for p in inspect.signature(init).parameters if p != "self"]
+
+    signature = inspect.signature(init)
 
     @functools.wraps(init)
     def checked_init(self, *args, **kwargs):
@@ -31,6 +40,9 @@ def _checked(init, cls_name: str):
             if key not in options:
                 raise SubmissionError(f"{cls_name}({key}=...): no such option; {cls_name} takes "
                                       f"{', '.join(options)}.{did_you_mean(key, options)}")
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        type(self).check_bounds(bound.arguments)  # before anything is built from them (a filterbank's size)
         init(self, *args, **kwargs)
         self.check()
     return checked_init
@@ -53,12 +65,16 @@ class Frontend(nn.Module):
         if "__init__" in cls.__dict__:
             cls.__init__ = _checked(cls.__dict__["__init__"], cls.__name__)
 
-    def check(self) -> None:
-        for name, (low, high) in self.BOUNDS.items():
-            value = getattr(self, name)
+    @classmethod
+    def check_bounds(cls, values: dict) -> None:
+        for name, (low, high) in cls.BOUNDS.items():
+            value = values.get(name)
             if value is not None and ((low is not None and value < low) or (high is not None and value > high)):
                 bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
-                raise SubmissionError(f"{type(self).__name__}({name}={value!r}): must be {bounds}")
+                raise SubmissionError(f"{cls.__name__}({name}={value!r}): must be {bounds}")
+
+    def check(self) -> None:
+        self.check_bounds({name: getattr(self, name) for name in self.BOUNDS})
 
     def params(self) -> dict:
         names = inspect.signature(type(self).__init__).parameters
@@ -70,6 +86,10 @@ class Frontend(nn.Module):
     def output_shape(self, item_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The declared shape of one item's features, given one item's input shape."""
         raise NotImplementedError
+
+    def flops(self, item_shape: tuple[int, ...]) -> float:
+        """About how many floating-point operations one item's features take (0: next to nothing)."""
+        return 0.0
 
 
 class LogMel(Frontend):
@@ -89,8 +109,8 @@ class LogMel(Frontend):
     Shape: (batch, samples) -> (batch, 1, n_mels, 1 + samples // hop_length).
     """
 
-    BOUNDS = {"sample_rate": RATES, "n_fft": (1, None), "win_length": (1, None), "hop_length": (1, None),
-              "n_mels": (1, None), "f_min": (0, None), "top_db": (1e-6, None)}
+    BOUNDS = {"sample_rate": RATES, "n_fft": (1, MAX_FFT), "win_length": (1, MAX_FFT), "hop_length": (1, None),
+              "n_mels": (1, MAX_MELS), "f_min": (0, None), "top_db": (1e-6, None)}
 
     def __init__(self, sample_rate: int, n_fft: int = 1024, win_length: int | None = None,
                  hop_length: int = 256, n_mels: int = 128, f_min: float = 0.0,
@@ -116,6 +136,9 @@ class LogMel(Frontend):
 
     def output_shape(self, item_shape):
         return (1, self.n_mels, 1 + item_shape[-1] // self.hop_length)
+
+    def flops(self, item_shape):
+        return mel_flops(item_shape[-1], self.n_fft, self.hop_length, self.n_mels)
 
     def summary(self) -> str:
         f_max = f"{self.f_max / 1000:g}k" if self.f_max else "nyq"
@@ -176,7 +199,7 @@ class TrimmedMel(Frontend):
     Shape: (batch, samples) -> (batch, 1, n_mels, frames), or (batch, 1, *size).
     """
 
-    BOUNDS = {"sample_rate": RATES, "n_mels": (1, None), "frames": (1, None), "n_fft": (1, None),
+    BOUNDS = {"sample_rate": RATES, "n_mels": (1, MAX_MELS), "frames": (1, 100_000), "n_fft": (1, MAX_FFT),
               "hop_length": (1, None), "top_db": (1e-6, None)}
 
     def __init__(self, sample_rate: int = 22050, n_mels: int = 128, frames: int = 300, n_fft: int = 1024,
@@ -197,6 +220,9 @@ class TrimmedMel(Frontend):
 
     def output_shape(self, item_shape):
         return (1, *self.size) if self.size is not None else (1, self.n_mels, self.frames)
+
+    def flops(self, item_shape):
+        return mel_flops(item_shape[-1], self.n_fft, self.hop_length, self.n_mels)
 
     def summary(self) -> str:
         shape = f"{self.size[0]}x{self.size[1]} resized" if self.size else f"{self.n_mels}x{self.frames}"

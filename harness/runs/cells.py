@@ -14,7 +14,7 @@ from harness.data.catalog import DatasetSpec
 from harness.runs.run import Run, grid, weights_for
 
 if TYPE_CHECKING:
-    from harness.training.submission import Submission
+    from harness.runs.described import Built, Submissions
 
 
 class CellError(HarnessError):
@@ -78,20 +78,21 @@ class Cell:
             raise CellError(f"fold(s) {bad} out of range 1..{spec.num_folds} for {spec.name}", "--folds")
         return folds
 
-    def trained(self, sub: Submission) -> tuple[Submission, tuple[tuple[str, Any], ...]]:
-        """``sub`` as this cell changes it, and the overrides by full name."""
-        from harness.training.overrides import OverrideError, apply_overrides, resolve_overrides  # torch: on use
+    def trained(self, subs: Submissions, spec: DatasetSpec | None = None) -> Built:
+        """The submission as this cell changes it (its overrides resolved to full names, checked by
+        rebuilding in a worker); ``spec``: with its model's FLOPs on that dataset."""
+        from harness.core.errors import SubmissionError
+        from harness.runs.described import Variant
 
         try:
-            resolved = resolve_overrides(sub, self.overrides)
-        except OverrideError as err:
-            raise CellError(str(err), "--set") from None
-        return apply_overrides(sub, resolved), resolved
+            return subs.built(self.submission, Variant(self.overrides, resolve=True, spec=spec))
+        except SubmissionError as err:
+            raise CellError(str(err), "--set" if self.overrides else None) from None
 
-    def runs(self, sub: Submission, spec: DatasetSpec, precision: str, compiled: bool) -> list[Run]:
-        """The runs this cell names for ``sub`` as registered; precision and compile resolved."""
-        trained, overrides = self.trained(sub)
-        weights, checkpoint = weights_for(trained.model_name, trained.pretrained, self.weights, self.random_init)
-        return grid(self.submission, self.dataset, self.fold_list(spec), self.trials,
-                    self.epochs or trained.recipe.epochs, weights=weights, precision=precision, compiled=compiled,
-                    checkpoint=checkpoint, overrides=overrides)
+    def runs(self, built: Built, spec: DatasetSpec, precision: str, compiled: bool) -> list[Run]:
+        """The runs this cell names for the submission as it changes it (``trained``); precision and
+        compile resolved."""
+        weights, checkpoint = weights_for(built.model_name, built.pretrained, self.weights, self.random_init)
+        return grid(self.submission, self.dataset, self.fold_list(spec), self.trials, self.epochs or built.epochs,
+                    weights=weights, precision=precision, compiled=compiled, checkpoint=checkpoint,
+                    overrides=built.overrides)

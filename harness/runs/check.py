@@ -1,129 +1,54 @@
 """``bench check``: a submission's plug-in contract, verified on tiny synthetic data, in plain words.
 
 Each step either passes or says what is wrong and where, like a validator. Pretrained
-submissions are checked from random weights (the weights' download path is tested apart).
+submissions are checked from random weights (the weights' download path is tested apart). The
+steps that call the submission's code run in a sandboxed worker (``harness.runs.contract``); the
+determinism step is two sandboxed runs, scored by the driver like any other.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import dataclass
+import time
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from harness.data import synthetic
-from harness.data.catalog import DatasetSpec, parse_spec
-from harness.data.datasets import Dataset
-from harness.data.folds import fold_fingerprint, stratified_folds
-from harness.frontends.features import Image
-from harness.frontends.render import spectrogram_image
-from harness.runs.execute import build_model, describe_failure, run_one
+from harness.runs.contract import Finding, tiny_data
+from harness.runs.described import Submissions, Variant
+from harness.runs.records import RunRecord
 from harness.runs.run import Run
-from harness.training.loop import NonFiniteLossError
-from harness.training.submission import Submission, get_submission
+from harness.runs.sandboxed import Worker, WorkerFailed
 
 
-@dataclass
-class Finding:
-    step: str
-    ok: bool
-    message: str = ""
-
-
-def tiny_data(sub: Submission) -> tuple[DatasetSpec, Dataset]:
-    """24 half-second synthetic clips in 2 folds, as audio or (for image front-ends) as 32x32 images."""
-    spec = parse_spec("synthetic_tiny", {
-        "version": "1", "kind": "synthetic", "sample_rate": 8000, "clip_seconds": 0.5, "num_classes": 6, "per_class": 4,
-        "class_names": ["tone", "chirp_up", "chirp_down", "noise_burst", "click_train", "am_tone"],
-        "folds": {"protocol": "stratified", "k": 2, "seed": 0}})
-    rate = sub.frontend.sample_rate or spec.sample_rate
-    x, y = synthetic.generate(spec, rate)
-    if isinstance(sub.frontend, Image):
-        x = np.stack([spectrogram_image(w, rate, 32) for w in x]).astype(np.float32) / 255
-        spec = dataclasses.replace(spec, kind="image", image_size=(32, 32))
-    ids = [f"clip{i:02d}" for i in range(len(y))]
-    folds = stratified_folds(y, 2, 0)
-    return spec, Dataset(spec, x, y, folds, ids, spec.class_names, rate, fold_fingerprint(ids, folds))
-
-
-def _steps(sub: Submission, where: str):
-    """The contract, step by step (the submission's types were checked when it was made)."""
-    spec, data = tiny_data(sub)
-    feats = yield from _frontend_steps(sub, where, torch.from_numpy(np.ascontiguousarray(data.x[:4])))
-    torch.manual_seed(0)
-    model = build_model(sub, spec.num_classes, tuple(feats.shape[1:]))
-    if not (yield from _model_steps(model, feats, torch.from_numpy(data.y[:4]), spec.num_classes, where)):
-        return
+def check_submission(name: str, subs: Submissions) -> list[Finding]:
+    """Every step of the contract: those in a worker, then two sandboxed runs that must agree."""
     try:
-        json.dumps(sub.params())
-        yield Finding("hyperparameters", True)
-    except TypeError as err:
-        yield Finding("hyperparameters", False, f"{where}: hyperparameters cannot be read back as plain data ({err})")
-    runs = [run_one(sub, spec, Run(sub.name, spec.name, 1, 1, 1), torch.device("cpu"), data=data) for _ in range(2)]
-    same = runs[0].predictions == runs[1].predictions and runs[0].curves == runs[1].curves
-    yield Finding("deterministic on CPU", same,
-                  f"{where}: two runs with the same seed gave different predictions; draw randomness from "
-                  f"torch's seeded generators, not from an unseeded source")
-
-
-@torch.no_grad()
-def _frontend_steps(sub: Submission, where: str, batch: torch.Tensor):
-    """Declared shape, and a batch equal to its items one by one; returns the batch's features."""
-    feats = sub.frontend(batch)
-    declared = (4, *sub.frontend.output_shape(tuple(batch.shape[1:])))
-    yield Finding("front-end shape", tuple(feats.shape) == declared,
-                  f"{where}: front-end {type(sub.frontend).__name__} returns {tuple(feats.shape)}, declares {declared}")
-    one_by_one = torch.cat([sub.frontend(item[None]) for item in batch])
-    yield Finding("front-end batch = items", torch.allclose(feats, one_by_one, atol=1e-4),
-                  f"{where}: the front-end's output for a batch differs from its items processed one by one "
-                  f"(max difference {float((feats - one_by_one).abs().max()):.3g}); per-item work must not mix items")
-    return feats
-
-
-def _model_steps(model: torch.nn.Module, feats: torch.Tensor, y: torch.Tensor, num_classes: int, where: str):
-    """Output shape, a batch equal to its items in eval mode, finite loss and gradients; False stops the check."""
-    model.eval()
-    with torch.no_grad():
-        logits = model(feats)
-        if tuple(logits.shape) != (len(feats), num_classes):
-            yield Finding("model output shape", False, f"{where}: model returns shape {tuple(logits.shape)} for a "
-                                                       f"batch of {len(feats)}, expected ({len(feats)}, {num_classes})")
-            return False
-        yield Finding("model output shape", True)
-        items = torch.cat([model(f[None]) for f in feats])
-    yield Finding("model batch = items", torch.allclose(logits, items, atol=1e-4, equal_nan=True),
-                  f"{where}: in eval mode the model's output for a batch differs from its items one by one")
-    model.train()
-    loss = F.cross_entropy(model(feats), y)
-    loss.backward()
-    grads_finite = all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-    yield Finding("forward and backward", bool(torch.isfinite(loss)) and grads_finite,
-                  f"{where}: the loss or a gradient is not finite (loss {float(loss.detach()):.3g}) on one batch of synthetic data")
-    return True
-
-
-def documented(sub: Submission) -> Finding:
-    """A submission says what it is: its factory's docstring is its documentation."""
-    return Finding("docstring", bool(sub.doc.strip()), f"{sub.source_file}: {sub.name}() needs a docstring saying "
-                                                       f"what it is (its seed, model and recipe)")
-
-
-def check_submission(name: str) -> list[Finding]:
-    """Run every contract step; stops at the first step that makes the rest meaningless."""
-    try:
-        sub = dataclasses.replace(get_submission(name), pretrained=False)
+        declaration = subs.declaration(name)
+        with Worker(declaration.file, subs.settings) as worker:
+            answer = worker.ask({"op": "contract", "name": name}, time.monotonic() + 300, f"checking {name}",
+                                until="contract")
+        findings = [Finding(str(f.get("step")), f.get("ok") is True, str(f.get("message", ""))[:2000])
+                    for f in answer.get("findings", []) if isinstance(f, dict)]
     except Exception as err:
         return [Finding("loads", False, str(err))]
-    findings = [Finding("loads", True), documented(sub)]
-    if not findings[-1].ok:
+    if not findings or not all(f.ok for f in findings):
         return findings
     try:
-        for finding in _steps(sub, sub.source_file):
-            findings.append(finding)
-    except NonFiniteLossError as err:
-        findings.append(Finding("finite loss", False, f"{sub.source_file}: {err} on synthetic data"))
+        runs = [tiny_run(subs, name) for _ in range(2)]
+    except WorkerFailed as err:
+        return findings + [Finding("runs", False, f"{declaration.file}: {err}")]
     except Exception as err:
-        findings.append(Finding("runs", False, describe_failure(err, sub)))
-    return findings
+        return findings + [Finding("runs", False, f"{declaration.file}: {type(err).__name__}: {err}")]
+    same = runs[0].predictions == runs[1].predictions and runs[0].curves == runs[1].curves
+    return findings + [Finding("deterministic on CPU", same,
+                               f"{declaration.file}: two runs with the same seed gave different predictions; draw "
+                               f"randomness from torch's seeded generators, not from an unseeded source")]
+
+
+def tiny_run(subs: Submissions, name: str, precision: str = "fp32") -> RunRecord:
+    """One sandboxed run of ``name`` on the tiny check data: fold 1, trial 1, one epoch, CPU, random weights."""
+    from harness.runs.execute import run_one, task_for
+
+    probe = subs.built(name, Variant(from_random=True))
+    spec, data = tiny_data(probe.sample_rate, probe.frontend.get("name") == "Image")
+    run = Run(name, spec.name, 1, 1, 1, precision=precision)
+    return run_one(task_for(subs, run, spec, from_random=True), spec, run, torch.device("cpu"), data=data,
+                   settings=subs.settings)

@@ -1,64 +1,92 @@
-"""Executing one run: its data split by role, features, model, training, and the test fold
-scored once at the end, returned as a record (``harness.runs.records``).
+"""Executing one run, label-blind: the driver holds the data and the labels, a sandboxed worker
+holds the submission's code, and only features, training labels and predictions pass between them.
+
+1. The driver decodes the dataset, splits it by role (``split_for``) and computes every feature
+   itself through the submission's front-end, rebuilt from its settings (a harness front-end:
+   its code is the harness's), cached per (dataset, front-end) as before.
+2. A fresh worker (``harness.runs.sandboxed``) gets the training and validation features and
+   labels, builds the model and runs ``fit``; a stage asking for another front-end's features
+   gets them from the driver the same way.
+3. Only after ``fit`` has returned does the worker get the test fold's features, never their
+   labels; it answers with one predicted class per clip.
+4. The driver checks the predictions, scores them and writes the record.
 """
 from __future__ import annotations
 
-import inspect
+import secrets
 import time
 import traceback
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import nn
 
 from harness.core import owners
-from harness.core.errors import DatasetError, HarnessError
+from harness.core.faults import crash_point
+from harness.core.errors import DatasetError, HarnessError, SubmissionError
 from harness.data.catalog import DatasetSpec
 from harness.data.datasets import Dataset, load_dataset
 from harness.data.folds import Split, split_for
 from harness.frontends import augment as A
-from harness.runs.provenance import (Origin, check_origin, config_hash, hardware, origin, package_versions, run_config,
-                                     with_weights)
+from harness.frontends import features as frontends
+from harness.runs.described import Built, Described, Submissions, Variant, file_hash
+from harness.runs.provenance import Origin, config_hash, hardware, package_versions, run_config
 from harness.runs.records import FailedRecord, Record, RunRecord
 from harness.runs.run import Run
-from harness.training.device import place_model, switches
-from harness.training.features import feature_table
-from harness.training.loop import FitResult, TrainContext, fit_default, predict
+from harness.runs.sandboxed import (CPU_GFLOPS, CUDA_GFLOPS, Settings, Worker, WorkerError, WorkerFailed, memory_bytes,
+                                    protected_roots, time_limit_for)
+from harness.core.sandbox import SandboxUnavailable
+from harness.training.device import switches
+from harness.training.features import FeatureTable, cache_path, feature_table
 from harness.training.metrics import classification_metrics
-from harness.core.seeds import seed_everything
-from harness.training.submission import Submission, SubmissionError, user_frame
 
 
-class WeightsUnavailable(HarnessError, RuntimeError):
-    """Pretrained weights were asked for and could not be had."""
+@dataclass(frozen=True)
+class Task:
+    """What the driver knows of the submission a run trains, all of it data: the submission as
+    described (documentation, code hash), as this run trains it, and the code's origin."""
+
+    described: Described
+    built: Built
+    source: Origin
+    from_random: bool = False  # a pretrained model built without its weights (bench check, the locks)
+
+    @property
+    def file(self) -> Path:
+        return Path(self.described.source_file)
 
 
-def build_model(sub: Submission, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
-    """Instantiate the submission's model: its own factory or a timm name (with ``in_chans`` from the input).
+def task_for(subs: Submissions, run: Run, spec: DatasetSpec | None = None, source: Origin | None = None,
+             from_random: bool = False) -> Task:
+    """The task of ``run``: its submission described in a worker (``spec``: sized on that dataset)."""
+    from harness.runs.provenance import origin_of
 
-    A factory that takes ``input_shape`` gets the per-item feature shape.
-    """
-    if callable(sub.model):
-        extra = {"input_shape": input_shape} if "input_shape" in inspect.signature(sub.model).parameters else {}
-        return sub.model(num_classes=num_classes, **extra, **sub.model_kwargs)
-    import timm
+    described = subs.describe(run.submission)
+    built = subs.built(run.submission, Variant(run.overrides, run.weights, run.checkpoint, spec=spec,
+                                               from_random=from_random))
+    return Task(described, built, source or origin_of(described), from_random)
 
-    kwargs = dict(num_classes=num_classes, in_chans=input_shape[0] if len(input_shape) == 3 else 1, **sub.model_kwargs)
-    if not sub.pretrained:
-        return timm.create_model(sub.model, pretrained=False, **kwargs)
-    overlay = {**kwargs.pop("pretrained_cfg_overlay", {}),
-               **({"file": str(sub.pretrained)} if isinstance(sub.pretrained, str) else {})}
-    try:  # a local checkpoint is loaded and adapted (input channels, new head) exactly like hub weights
-        return timm.create_model(sub.model, pretrained=True, pretrained_cfg_overlay=overlay or None, **kwargs)
-    except Exception as err:
-        raise WeightsUnavailable(
-            f"cannot load pretrained weights for {sub.model} ({type(err).__name__}: {err}). "
-            f"Name a local checkpoint with `bench run --weights FILE`, or train from random "
-            f"initialisation with `bench run --random-init` (the leaderboard marks it not pretrained)."
-        ) from None
+
+@dataclass
+class Progress:
+    """What a run says while it trains: each epoch's row, and steps inside an epoch."""
+
+    on_epoch: Callable[[int, dict], None] = lambda epoch, row: None
+    on_step: Callable[[int, int, int], None] = lambda epoch, step, steps: None
+
+
+def frontend_from(params: dict[str, Any], harness_frontend: bool) -> frontends.Frontend:
+    """The harness front-end a worker described, rebuilt here from its settings (and so checked)."""
+    name = params.get("name")
+    cls = getattr(frontends, str(name), None)
+    if not harness_frontend or not (isinstance(cls, type) and issubclass(cls, frontends.Frontend)) or cls is frontends.Frontend:
+        raise SubmissionError(f"front-end {name!r} is not one of the harness's (LogMel, Waveform, Image, TrimmedMel): "
+                              f"the harness computes every feature, so that the test fold's inputs reach a submission "
+                              f"only after fit; add a front-end to harness/frontends/features.py")
+    return cls(**{k: v for k, v in params.items() if k != "name"})
 
 
 def _normalizer(recipe_normalize: str, train_features: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -70,106 +98,231 @@ def _normalizer(recipe_normalize: str, train_features: torch.Tensor) -> Callable
     return lambda x: x
 
 
-def run_one(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data_root: Path | None = None,
-            on_epoch=lambda epoch, row: None, data: Dataset | None = None,
-            on_step=lambda epoch, step, steps: None, source: Origin | None = None) -> RunRecord:
-    """Train on every fold but ``run.fold``, then evaluate on it; returns the run's record.
+@dataclass
+class Features:
+    """Every feature of a run, computed by the driver: the submission's front-end's table, and any
+    other front-end's that a stage asks for; normalised by the training folds' statistics."""
+
+    built: Built
+    data: Dataset
+    split: Split
+    device: torch.device
+    deadline: float | None = None  # time.monotonic() by which they must be ready (the run's limit)
+    max_bytes: int | None = None   # what one front-end's features may take (half the run's memory limit)
+    tables: dict[str, FeatureTable] = field(default_factory=dict)
+
+    def table(self, params: dict[str, Any], harness_frontend: bool = True) -> FeatureTable:
+        key = repr(sorted(params.items()))
+        if key not in self.tables:
+            frontend = frontend_from(params, harness_frontend)
+            self._check_size(frontend)
+            self.tables[key] = feature_table(frontend, self.data, self.device, self.deadline)
+        return self.tables[key]
+
+    def _check_size(self, frontend: frontends.Frontend) -> None:
+        """Refuse, before computing them, features larger than a run may hold or slower than its time
+        limit allows (a front-end's settings are the submission's to choose: a hop of one sample makes
+        160 times the features of a hop of 160)."""
+        item, clips = tuple(self.data.x.shape[1:]), len(self.data.x)
+        nbytes = 4 * clips * int(np.prod(frontend.output_shape(item)))
+        if self.max_bytes is not None and nbytes > self.max_bytes:
+            raise SubmissionError(f"front-end {frontend.summary()} makes {nbytes / 2**30:.1f} GiB of features for "
+                                  f"{clips} clips, more than the {self.max_bytes / 2**30:.1f} GiB a run may "
+                                  f"hold (half its --memory-limit)")
+        seconds = clips * frontend.flops(item) / 1e9 / (CUDA_GFLOPS if self.device.type == "cuda" else CPU_GFLOPS)
+        cached = (path := cache_path(frontend, self.data, self.device)) is not None and path.exists()
+        if self.deadline is not None and not cached and time.monotonic() + seconds > self.deadline:
+            raise SubmissionError(f"front-end {frontend.summary()} takes about {seconds:.0f} s of features for {clips} "
+                                  f"clips, past what is left of the run's time limit (--time-limit)")
+
+    def training(self, params: dict[str, Any], harness_frontend: bool = True):
+        """(training features, validation features or None, the normaliser), through ``params``'s front-end."""
+        table = self.table(params, harness_frontend)
+        raw = table.take(self.split.train)
+        norm = _normalizer(self.built.recipe["normalize"], raw)
+        x_val = norm(table.take(self.split.val)) if len(self.split.val) else None
+        return norm(raw), x_val, norm
+
+
+def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _training_arrays(x, x_val, data: Dataset, split: Split) -> dict[str, np.ndarray]:
+    arrays = {"x": _numpy(x), "y": data.y[split.train].astype(np.int64)}
+    if x_val is not None:
+        arrays |= {"x_val": _numpy(x_val), "y_val": data.y[split.val].astype(np.int64)}
+    return arrays
+
+
+def run_one(task: Task, spec: DatasetSpec, run: Run, device: torch.device, data_root: Path | None = None,
+            progress: Progress = Progress(), data: Dataset | None = None, settings: Settings = Settings()) -> RunRecord:
+    """Train on every fold but ``run.fold`` in a sandboxed worker, then score its predictions on it.
 
     ``data`` replaces loading ``spec`` from the data root (in-memory check and lock data).
-    ``source``: the code's origin as the driver computed it (a worker checks it is running that
-    code); by default computed here.
     """
     start, age = time.perf_counter(), owners.process_age()
-    if source:
-        check_origin(sub, source)
-    source = source or origin(sub)
-    trained = with_weights(sub, run)
+    if file_hash(task.file) != task.source.source_hash:
+        raise SubmissionError(f"{task.file}: changed since it was planned (source hash); run it again")
     with switches(device):
-        generator = seed_everything(run.seed)
-        data = data or load_dataset(spec, data_root, trained.frontend.sample_rate)
+        data = data or load_dataset(spec, data_root, task.built.sample_rate)
         marks = {"data": time.perf_counter()}
         if not (data.folds == run.fold).any():
             raise DatasetError(f"fold {run.fold} of {spec.name} is empty; it has folds 1..{spec.num_folds}")
-        split = split_for(data.folds, data.y, run.fold, trained.recipe.val_fraction, run.seed)
-        fitted, pred = _train_and_test(trained, spec, run, device, data, split, generator, (on_epoch, on_step), marks)
+        split = split_for(data.folds, data.y, run.fold, task.built.recipe["val_fraction"], run.seed)
+        limit = settings.time_limit or time_limit_for(run.epochs, len(split.train), task.built.gflop, device.type)
+        deadline = time.monotonic() + limit - (time.perf_counter() - start)
+        features = Features(task.built, data, split, device, deadline, memory_bytes(settings) // 2)
+        pred, curves = _blind(task, spec, run, device, data_root, features, progress, settings, marks, limit)
     phases = {f"{name}_s": round(at - start, 3) for name, at in marks.items()}
     if age is not None:
         phases["process_s"] = round(age, 3)  # how long the process ran before this run began
-    return _record(sub, trained, spec, run, device, data, split, fitted, pred, time.perf_counter() - start, phases,
-                   source)
+    return _record(task, spec, run, device, data, split, pred, curves, time.perf_counter() - start, phases, settings)
 
 
-def _train_and_test(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data: Dataset, split: Split,
-                    generator: torch.Generator, progress, marks: dict[str, float]) -> tuple[FitResult, np.ndarray]:
-    """Fit on ``split.train`` (selecting on ``split.val``); predict ``split.test`` once, at the end."""
-    own = feature_table(sub.frontend, data, device)  # a stage's other front-end gets its own table
-
-    def prepare(frontend: nn.Module):
-        """Training and validation features through ``frontend``, normalised by training statistics."""
-        table = own if frontend is sub.frontend else feature_table(frontend, data, device)
-        raw = table.take(split.train)
-        norm = _normalizer(sub.recipe.normalize, raw)
-        x_val = norm(table.take(split.val)) if len(split.val) else None
-        return norm(raw), x_val, norm
-
-    features, x_val, normalize = prepare(sub.frontend)
+def _blind(task: Task, spec: DatasetSpec, run: Run, device: torch.device, data_root: Path | None, features: Features,
+           progress: Progress, settings: Settings, marks: dict[str, float], limit: float) -> tuple[np.ndarray, list]:
+    """Fit in a worker on the training folds; then, and only then, its predictions for the test fold."""
+    x, x_val, normalize = features.training(task.built.frontend, task.built.harness_frontend)
     marks["features"] = time.perf_counter()
-    y = lambda idx: torch.from_numpy(data.y[idx]).to(device) if len(idx) else None
-    model = build_model(sub, spec.num_classes, input_shape=tuple(features.shape[1:])).to(device)
-    check_output_shape(sub, model, features[:2].to(device), spec.num_classes)
-    model = place_model(model, device, features.dim(), run.precision, run.compiled)
-    ctx = TrainContext(sub, model, features, y(split.train), x_val, y(split.val), run.epochs, spec.num_classes,
-                       device, generator, progress[0], lambda fe: prepare(fe)[:2], spec.name, run.precision, marks,
-                       progress[1])
-    fitted = (sub.fit or fit_default)(ctx)
-    del ctx, features
-    # the test fold reaches the model only here, after training and model selection are over
-    x_test = normalize(own.take(split.test))
-    return fitted, predict(fitted.model, x_test, device, run.precision).argmax(1).cpu().numpy()
+    split, data, deadline = features.split, features.data, features.deadline
+    weights = _weights(task, run)
+    request = {"name": run.submission, "run": run, "num_classes": spec.num_classes, "dataset": spec.name,
+               "device": device.type, "threads": torch.get_num_threads(), "from_random": task.from_random,
+               "weights_file": str(weights) if weights else ""}
+    with _worker(task, run, device, data_root, settings, weights) as worker:
+        fit_start = time.perf_counter()
+        on_event = _events(worker, features, progress)
+        fitted = worker.ask({**request, "op": "fit"}, deadline, f"training (limit {limit:.0f} s)",
+                            _training_arrays(x, x_val, data, split), on_event, until="fitted")
+        if isinstance(fitted.get("first_step_s"), (int, float)):
+            marks["first_step"] = fit_start + fitted["first_step_s"]
+        # the test fold reaches the submission only here, after training and model selection are over,
+        # in an order it cannot know (clips are listed by name, and names often begin with the class)
+        shuffled = np.random.default_rng(secrets.randbits(128)).permutation(len(split.test))
+        x_test = normalize(features.table(task.built.frontend).take(split.test[shuffled]))
+        answer = worker.ask({**request, "op": "predict"}, deadline, f"predicting (limit {limit:.0f} s)",
+                            {"x": _numpy(x_test)}, until="predictions")
+    pred = np.empty(len(split.test), dtype=np.int64)
+    pred[shuffled] = checked_predictions(answer.get("predictions"), len(split.test), spec.num_classes)
+    return pred, checked_curves(fitted.get("curves"), run.epochs)
 
 
-def _record(sub: Submission, trained: Submission, spec: DatasetSpec, run: Run, device: torch.device, data: Dataset,
-            split: Split, fitted: FitResult, pred: np.ndarray, seconds: float, phases: dict[str, float],
-            source: Origin) -> RunRecord:
-    """``sub`` as registered (its config and code identify the run), ``trained`` as the run changed it."""
-    config = run_config(sub, spec, run)
+def _weights(task: Task, run: Run) -> Path | None:
+    """The file the worker builds its pretrained model from: a checkpoint, or hub weights fetched here."""
+    if run.checkpoint and run.checkpoint != "(recorded)":
+        return Path(run.checkpoint)
+    if run.weights.startswith("pretrained:") and not task.from_random:
+        from harness.runs.weights import pretrained_file
+
+        return pretrained_file(task.built.model_name, task.built.params.get("model_kwargs") or {})
+    return None
+
+
+def _worker(task: Task, run: Run, device: torch.device, data_root: Path | None, settings: Settings,
+            weights: Path | None) -> Worker:
+    readable = [weights] if weights else []
+    cache = None
+    if run.compiled and data_root is not None:  # shared only by runs that test on the same fold (no label reaches it)
+        cache = data_root / "compile-cache" / f"{run.submission}-{task.source.source_hash[:12]}" / \
+            f"{run.dataset}-fold{run.fold}"
+    return Worker(task.file, settings, device.type, protected_roots(data_root), readable, compile_cache=cache)
+
+
+def _events(worker: Worker, features: Features, progress: Progress) -> Callable[[dict], None]:
+    """What the driver does with a worker's messages during ``fit``."""
+    def on_event(message: dict) -> None:
+        kind = message["event"]
+        if kind == "epoch" and isinstance(row := message.get("row"), dict):
+            epoch = row.get("epoch")
+            if isinstance(epoch, int) and isinstance(row.get("train_loss"), (int, float)):
+                progress.on_epoch(epoch, row)
+            crash_point("epoch")  # the chaos tests kill the driver here, while a run trains
+        elif kind == "step" and all(isinstance(message.get(k), int) for k in ("epoch", "step", "steps")):
+            progress.on_step(message["epoch"], message["step"], message["steps"])
+        elif kind == "features":
+            try:
+                frontend = message.get("frontend")
+                if not isinstance(frontend, dict):
+                    raise SubmissionError("a stage asked for features without naming a front-end")
+                x, x_val, _ = features.training(frontend, bool(message.get("harness_frontend")))
+                arrays = {"x": _numpy(x)} | ({"x_val": _numpy(x_val)} if x_val is not None else {})
+                worker.send({"op": "features"}, arrays)
+            except HarnessError as err:
+                worker.send({"op": "features", "error": str(err)})
+    return on_event
+
+
+def checked_predictions(predictions: Any, n_test: int, num_classes: int) -> np.ndarray:
+    """One class index per test clip, or ``WorkerFailed`` saying what the worker sent instead."""
+    if not isinstance(predictions, list) or len(predictions) != n_test:
+        got = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
+        raise WorkerFailed(f"the worker sent {got} predictions for {n_test} test clips")
+    if not all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p < num_classes for p in predictions):
+        raise WorkerFailed(f"the worker sent a prediction that is not a class index from 0 to {num_classes - 1}")
+    return np.asarray(predictions, dtype=np.int64)
+
+
+def checked_curves(curves: Any, epochs: int) -> list[dict[str, Any]]:
+    """Per-epoch rows of plain values: numbers, names, lists of numbers (per-class scores); at most a
+    hundred rows per epoch of the budget."""
+    scalar = (int, float, str, bool, type(None))
+    plain = lambda v: isinstance(v, scalar) or isinstance(v, list) and all(isinstance(x, scalar) for x in v)
+    if not isinstance(curves, list) or len(curves) > 100 * max(1, epochs) or not all(
+            isinstance(row, dict) and all(isinstance(k, str) and plain(v) for k, v in row.items()) for row in curves):
+        raise WorkerFailed("the worker's training curves are not rows of plain values per epoch")
+    return curves
+
+
+def _record(task: Task, spec: DatasetSpec, run: Run, device: torch.device, data: Dataset, split: Split,
+            pred: np.ndarray, curves: list, seconds: float, phases: dict[str, float], settings: Settings) -> RunRecord:
+    """The submission as registered identifies the run (its config); as trained, it describes it."""
+    config = run_config(task.described, task.built, spec, run)
+    built = task.built
     return RunRecord(
-        run, config, config_hash(config), source.source_hash, spec.version, data.fold_fingerprint,
-        model=trained.model_name, frontend=trained.frontend.summary(), pretrained=bool(trained.pretrained),
-        tta=sub.tta, excluded_files=list(data.excluded),
+        run, config, config_hash(config), task.source.source_hash, spec.version, data.fold_fingerprint,
+        model=built.model_name, frontend=built.frontend_summary, pretrained=bool(built.pretrained),
+        tta=task.described.tta, excluded_files=list(data.excluded),
         n_train=int(len(split.train)), n_val=int(len(split.val)), n_test=int(len(split.test)),
         metrics=classification_metrics(data.y[split.test], pred, spec.num_classes),
-        predictions=pred.tolist(), curves=fitted.curves, git=source.git, versions=package_versions(),
+        predictions=pred.tolist(), curves=curves, git=task.source.git, versions=package_versions(),
         device=device.type, hardware=hardware(device), wall_time_s=round(seconds, 3),
-        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), phases=phases)
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), phases=phases,
+        sandbox=SANDBOX if settings.confined else "off (--unsandboxed)")
 
 
-def attempt(sub: Submission, spec: DatasetSpec, run: Run, device: torch.device, data_root: Path | None,
-            on_epoch=lambda epoch, row: None, on_step=lambda epoch, step, steps: None,
-            source: Origin | None = None) -> Record:
-    """One run as a record: its result, or a failed record saying why (never an exception)."""
+SANDBOX = "landlock+seccomp+netns+pidns"  # what confined the run's worker (harness.core.sandbox)
+
+
+def attempt(task: Task | Callable[[], Task], spec: DatasetSpec, run: Run, device: torch.device,
+            data_root: Path | None, progress: Progress = Progress(), settings: Settings = Settings()) -> Record:
+    """One run as a record: its result, or a failed record saying why (never an exception, but
+    ``SandboxUnavailable``: no run may start where the sandbox cannot be set up)."""
     try:
-        return run_one(sub, spec, run, device, data_root, on_epoch, on_step=on_step, source=source)
+        return run_one(task() if callable(task) else task, spec, run, device, data_root, progress, settings=settings)
+    except SandboxUnavailable:
+        raise
+    except WorkerError as err:
+        return FailedRecord(run, _refused(_memory(str(err), settings, device), settings), err.trace)
     except Exception as err:  # one failed run must not stop or lose the others
-        return FailedRecord(run, describe_failure(err, sub), traceback.format_exc(limit=-3))
+        return FailedRecord(run, f"{type(err).__name__}: {err}" if not isinstance(err, HarnessError) else str(err),
+                            traceback.format_exc(limit=-3))
 
 
-def check_output_shape(sub: Submission, model: nn.Module, probe: torch.Tensor, num_classes: int) -> None:
-    """One forward pass on two items before training: a wrong head fails at once, by name."""
-    with torch.no_grad():
-        model.eval()
-        shape = tuple(model(probe).shape)
-    if shape != (len(probe), num_classes):
-        raise SubmissionError(f"{sub.source_file}: model {sub.model_name} returns shape {shape} for a batch of "
-                              f"{len(probe)}, expected ({len(probe)}, {num_classes}) (batch, num_classes)")
+RULE = ("a submission may read only Python, the harness and its own file, write only its scratch folder, and "
+        "reach no network and no other process")
+REFUSALS = ("PermissionError", "Permission denied", "Operation not permitted", "ProcessLookupError")
 
 
-def describe_failure(err: BaseException, sub: Submission) -> str:
-    """One line: where in the submission it broke (file:line), what, and what to try."""
-    where = user_frame(err, Path(sub.source_file)) if sub.source_file else ""
-    text = f"{type(err).__name__}: {err}"
-    if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower():
-        half = max(1, sub.recipe.batch_size // 2)
-        text = (f"out of memory at batch size {sub.recipe.batch_size}; try Recipe(batch_size={half}) "
-                f"in {sub.source_file or 'the submission'}")
-    return f"{where}: {text}" if where and where != sub.source_file else text
+def _refused(line: str, settings: Settings) -> str:
+    """A worker's error that the sandbox caused says so, naming the rule."""
+    if settings.confined and any(word in line for word in REFUSALS):
+        return f"{line} (refused by the sandbox: {RULE})"
+    return line
+
+
+def _memory(line: str, settings: Settings, device: torch.device) -> str:
+    if "MemoryError" not in line or device.type == "cuda":
+        return line
+    return (f"{line} (out of memory: over the sandbox's limit of {memory_bytes(settings) / 2**30:.1f} GiB of address "
+            f"space; --memory-limit)")

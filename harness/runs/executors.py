@@ -21,34 +21,32 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Protocol
+from typing import Callable, Iterator, Protocol
 
 import torch
 
 from harness.data.catalog import DatasetSpec
-from harness.runs.execute import attempt
-from harness.runs.provenance import Origin
+from harness.runs.execute import Progress, Task, attempt
 from harness.runs.records import FailedRecord, Record
 from harness.runs.run import Run
+from harness.runs.sandboxed import Settings
 from harness.runs.slots import Slot, pinned_devices
-from harness.training.submission import Submission, get_submission
 
 MAX_ATTEMPTS = 3  # a run whose worker died this often is recorded as failed, not tried forever
 
 
 @dataclass(frozen=True)
 class Job:
-    """One run, by value, as a worker needs it: it pickles to a process or to another machine.
+    """One run, by value, as a runner needs it: it pickles to a process or to another machine.
 
-    ``device`` is ``cpu`` or ``cuda`` (a pinned worker's GPU is its ``cuda:0``); ``source`` is the
-    driver's view of the code (a worker checks its own copy against it); ``runs_per_gpu`` how
-    many runs of this kind share one GPU.
+    ``task``: the submission as the run trains it, as data, with the driver's view of its code (a
+    runner checks its own copy against it); ``device`` is ``cpu`` or ``cuda`` (a pinned runner's
+    GPU is its ``cuda:0``); ``runs_per_gpu`` how many runs of this kind share one GPU.
     """
 
-    submission: str
+    task: Task
     spec: DatasetSpec
     run: Run
-    source: Origin
     device: str
     data_root: Path | None
     runs_per_gpu: int = 1
@@ -62,11 +60,11 @@ class Executor(Protocol):
         """Train ``jobs``, taking the next only when there is room for it; yield each with its record."""
 
 
-def work(job: Job, threads: int) -> Record:
-    """What a worker does with a job: its record (``attempt`` turns every error into a failed record)."""
+def work(job: Job, threads: int, settings: Settings) -> Record:
+    """What a runner process does with a job: its record (``attempt`` turns every error into a
+    failed record); the submission's code runs in the sandboxed worker it starts."""
     torch.set_num_threads(threads)
-    sub = get_submission(job.submission)
-    return attempt(sub, job.spec, job.run, torch.device(job.device), job.data_root, source=job.source)
+    return attempt(job.task, job.spec, job.run, torch.device(job.device), job.data_root, settings=settings)
 
 
 def died(job: Job, attempts: int, why: str) -> FailedRecord:
@@ -76,26 +74,27 @@ def died(job: Job, attempts: int, why: str) -> FailedRecord:
 
 @dataclass
 class InProcess:
-    """The driver trains each run itself on ``device``: one slot, no worker to start."""
+    """The driver runs one job at a time itself on ``device``: it holds the data and scores, and
+    each run's submission code trains in a fresh sandboxed worker (``harness.runs.execute``)."""
 
     device: torch.device
-    submissions: Mapping[str, Submission]  # the driver's own objects, as it planned them
+    settings: Settings = Settings()
 
     def results(self, jobs: Iterator[Job], status: Status) -> Iterator[tuple[Job, Record]]:
         for job in jobs:
             show = lambda epoch, row: status(job, f"epoch {epoch} (budget {job.run.epochs}) loss {row['train_loss']:.3f}")
             step = lambda epoch, number, steps: status(job, f"epoch {epoch} step {number}/{steps}")
             status(job, "data, features, first step")
-            yield job, attempt(self.submissions[job.submission], job.spec, job.run, self.device, job.data_root,
-                               show, step, source=job.source)
+            yield job, attempt(job.task, job.spec, job.run, self.device, job.data_root, Progress(show, step),
+                               self.settings)
 
 
 class LocalPool:
     """One spawned worker process per slot, kept for all the jobs; a dead one is replaced and its
     run given to the next free slot, up to ``MAX_ATTEMPTS`` times."""
 
-    def __init__(self, slots: list[Slot]):
-        self.slots = slots
+    def __init__(self, slots: list[Slot], settings: Settings = Settings()):
+        self.slots, self.settings = slots, settings
 
     def results(self, jobs: Iterator[Job], status: Status) -> Iterator[tuple[Job, Record]]:
         workers: dict[int, _Worker] = {}
@@ -105,7 +104,7 @@ class LocalPool:
             while True:
                 while idle and (nxt := retry.popleft() if retry else _next(jobs)):
                     index = idle.pop(0)
-                    worker = workers.get(index) or workers.setdefault(index, _Worker(self.slots[index]))
+                    worker = workers.get(index) or workers.setdefault(index, _Worker(self.slots[index], self.settings))
                     busy[index] = worker.give(*nxt)
                     status(nxt[0], f"on {self.slots[index]}")
                 if not busy:
@@ -141,11 +140,11 @@ def _finished(workers: dict[int, "_Worker"], busy: dict[int, tuple[Job, int]]) -
 class _Worker:
     """One slot's process: it receives a job, sends back its record, and waits for the next."""
 
-    def __init__(self, slot: Slot):
+    def __init__(self, slot: Slot, settings: Settings):
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
         self.conn, child = context.Pipe()
         pinned = pinned_devices(os.environ.get("CUDA_VISIBLE_DEVICES"), slot.gpu) if slot.gpu is not None else None
-        self.process = context.Process(target=_serve, args=(child, pinned, slot.threads), name=f"bench {slot}")
+        self.process = context.Process(target=_serve, args=(child, pinned, slot.threads, settings), name=f"bench {slot}")
         self.process.start()
         child.close()
 
@@ -167,8 +166,9 @@ class _Worker:
         self.conn.close()
 
 
-def _serve(conn, pinned: str | None, threads: int) -> None:
-    """A worker's life: pinned to its GPU before CUDA starts, then one job after another."""
+def _serve(conn, pinned: str | None, threads: int, settings: Settings) -> None:
+    """A runner's life: pinned to its GPU before CUDA starts, then one job after another (each run's
+    submission code in a sandboxed worker of its own)."""
     if pinned is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = pinned
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle; it stops the workers
@@ -177,4 +177,4 @@ def _serve(conn, pinned: str | None, threads: int) -> None:
             job = conn.recv()
         except EOFError:  # the driver is gone
             return
-        conn.send(work(job, threads))
+        conn.send(work(job, threads, settings))

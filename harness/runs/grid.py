@@ -18,12 +18,13 @@ import torch
 from harness.core import owners
 from harness.data.catalog import DatasetSpec
 from harness.runs import store
+from harness.runs.described import Submissions
+from harness.runs.execute import task_for
 from harness.runs.executors import Executor, InProcess, Job, LocalPool
-from harness.runs.provenance import current_check, origin
+from harness.runs.provenance import current_check, origin_of
 from harness.runs.records import Record, RecordError, RunRecord
 from harness.runs.run import Run
 from harness.runs.slots import cpu_slots
-from harness.training.submission import Submission
 
 
 class GridInterrupted(KeyboardInterrupt):
@@ -39,24 +40,27 @@ class GridReport:
     accuracies: list[float] = field(default_factory=list)  # of the runs done, in their order
 
 
-def is_finished(sub: Submission, spec: DatasetSpec, run: Run, results_root: Path,
+def is_finished(subs: Submissions, spec: DatasetSpec, run: Run, results_root: Path,
                 check: Callable[[RunRecord], bool] | None = None) -> bool:
     """A sealed, successful record of this run, of this config and of this submission code.
 
-    ``check``: ``current_check(sub, spec)``, shared when many runs are asked about.
+    ``check``: ``current_check(subs, name, spec)``, shared when many runs are asked about.
     """
     try:
         record = store.load_record(run.path(results_root))
     except RecordError:
         return False
-    return isinstance(record, RunRecord) and record.run == run and (check or current_check(sub, spec))(record)
+    return isinstance(record, RunRecord) and record.run == run and \
+        (check or current_check(subs, run.submission, spec))(record)
 
 
-def plan(sub: Submission, spec: DatasetSpec, runs: list[Run], results_root: Path,
+def plan(subs: Submissions, spec: DatasetSpec, runs: list[Run], results_root: Path,
          check: Callable[[RunRecord], bool] | None = None) -> tuple[list[Run], list[Run]]:
     """(missing, finished): an edited submission file makes its stored runs stale, so missing."""
-    check = check or current_check(sub, spec)
-    finished = {run for run in runs if is_finished(sub, spec, run, results_root, check)}
+    if not runs:
+        return [], []
+    check = check or current_check(subs, runs[0].submission, spec)
+    finished = {run for run in runs if is_finished(subs, spec, run, results_root, check)}
     return [run for run in runs if run not in finished], [run for run in runs if run in finished]
 
 
@@ -68,29 +72,30 @@ class Work:
     is how many of its runs share one GPU (for an executor that packs them).
     """
 
-    sub: Submission
+    submission: str
     spec: DatasetSpec
     runs: list[Run]
     label: str = ""
     runs_per_gpu: int = 1
 
 
-def run_grid(sub: Submission, spec: DatasetSpec, runs: list[Run], device: torch.device, results_root: Path,
+def run_grid(subs: Submissions, spec: DatasetSpec, runs: list[Run], device: torch.device, results_root: Path,
              data_root: Path | None = None, workers: int = 1) -> GridReport:
-    """Run every missing run of one grid on ``device``: in this process, or in ``workers`` worker
-    processes sharing it (CPU cores split between them)."""
+    """Run every missing run of one grid (one submission) on ``device``: one at a time, or
+    ``workers`` at once (CPU cores split between them)."""
     from tqdm import tqdm
 
     slots = cpu_slots(workers, len(runs), torch.get_num_threads()) if workers > 1 else []
-    executor = LocalPool(slots) if len(slots) > 1 else InProcess(device, {sub.name: sub})
-    missing, _ = plan(sub, spec, runs, results_root)
-    with tqdm(total=len(missing), desc=f"{sub.name} on {spec.name}", unit="run", disable=not missing) as bar:
-        report, = drive([Work(sub, spec, runs)], executor, device, results_root, data_root, bar)
+    executor = LocalPool(slots, subs.settings) if len(slots) > 1 else InProcess(device, subs.settings)
+    missing, _ = plan(subs, spec, runs, results_root)
+    name = runs[0].submission if runs else ""
+    with tqdm(total=len(missing), desc=f"{name} on {spec.name}", unit="run", disable=not missing) as bar:
+        report, = drive([Work(name, spec, runs)], executor, subs, device, results_root, data_root, bar)
     return report
 
 
-def drive(work: list[Work], executor: Executor, device: torch.device, results_root: Path, data_root: Path | None,
-          bar: Any, log: Callable[[RunRecord], None] | None = None) -> list[GridReport]:
+def drive(work: list[Work], executor: Executor, subs: Submissions, device: torch.device, results_root: Path,
+          data_root: Path | None, bar: Any, log: Callable[[RunRecord], None] | None = None) -> list[GridReport]:
     """Give every missing run of ``work`` to ``executor`` and store each record as it comes back;
     finished runs are skipped, failures recorded and listed, one report per item of ``work``.
 
@@ -101,7 +106,7 @@ def drive(work: list[Work], executor: Executor, device: torch.device, results_ro
         raise GridInterrupted("terminated (SIGTERM); finished runs are kept, re-run to resume")
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
-    driver = _Driver(results_root, device, data_root, bar, [GridReport() for _ in work], log)
+    driver = _Driver(subs, results_root, device, data_root, bar, [GridReport() for _ in work], log)
     try:
         for job, record in executor.results(driver.jobs(work), driver.status):
             driver.store(job, record)
@@ -116,6 +121,7 @@ def drive(work: list[Work], executor: Executor, device: torch.device, results_ro
 class _Driver:
     """The driver's state: the runs it claimed and gave out, its reports and its progress bar."""
 
+    subs: Submissions
     results_root: Path
     device: torch.device
     data_root: Path | None
@@ -129,23 +135,24 @@ class _Driver:
     def jobs(self, work: list[Work]) -> Iterator[Job]:
         """Each missing run as a job, claimed only when an executor asks for it."""
         for index, item in enumerate(work):
-            owners.clean(self.results_root / item.spec.name / item.sub.name)  # leftovers of crashed runs
-            check, source = current_check(item.sub, item.spec), origin(item.sub)
-            missing, finished = plan(item.sub, item.spec, item.runs, self.results_root, check)
+            owners.clean(self.results_root / item.spec.name / item.submission)  # leftovers of crashed runs
+            check = current_check(self.subs, item.submission, item.spec)
+            source = origin_of(self.subs.describe(item.submission))
+            missing, finished = plan(self.subs, item.spec, item.runs, self.results_root, check)
             self.reports[index].skipped += [run.path(self.results_root) for run in finished]
             for run in missing:
                 if self.take(index, run, check, item):
                     self.given[run] = (index, f"{item.label + ' ' if item.label else ''}fold {run.fold} "
                                               f"trial {run.trial}")
-                    yield Job(item.sub.name, item.spec, run, source, self.device.type, self.data_root,
-                              item.runs_per_gpu)
+                    yield Job(task_for(self.subs, run, item.spec, source), item.spec, run, self.device.type,
+                              self.data_root, item.runs_per_gpu)
 
     def take(self, index: int, run: Run, check: Callable[[RunRecord], bool], item: Work) -> bool:
         """Claim a run; False when another live process holds it or has finished it meanwhile."""
         path = run.path(self.results_root)
         if holder := owners.claim(path):
             self.reports[index].busy.append((path, holder))
-        elif is_finished(item.sub, item.spec, run, self.results_root, check):
+        elif is_finished(self.subs, item.spec, run, self.results_root, check):
             owners.release(path)
             self.reports[index].skipped.append(path)
         else:

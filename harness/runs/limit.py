@@ -10,7 +10,6 @@ The minimal loop is what a careful person writes by hand for one fixed shape: bf
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import torch
@@ -18,10 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.data.catalog import DatasetSpec
-from harness.runs.execute import build_model
 from harness.training.device import autocast, place_model
-from harness.training.submission import Submission
 
 
 def flops_per_sample(model: nn.Module, x: torch.Tensor) -> float:
@@ -75,20 +71,6 @@ SMALL_MODEL_GFLOP = 2.0
 SIDE_BY_SIDE = 4
 
 
-def model_gflop(sub: Submission, spec: DatasetSpec) -> float | None:
-    """GFLOP per training sample of ``sub``'s model on ``spec``'s clips, counted on the meta
-    device (no memory, no data); None when the model cannot be built there."""
-    rate = sub.frontend.sample_rate or spec.sample_rate
-    item = tuple(spec.image_size) if spec.kind == "image" else (round(rate * spec.clip_seconds),)
-    try:
-        shape = sub.frontend.output_shape(item)
-        with torch.device("meta"):
-            model = build_model(dataclasses.replace(sub, pretrained=False), spec.num_classes, tuple(shape))
-            return flops_per_sample(model, torch.empty(2, *shape)) / 1e9
-    except Exception:  # a model that cannot live on the meta device is simply not sized
-        return None
-
-
-def is_small(sub: Submission, spec: DatasetSpec) -> bool:
-    gflop = model_gflop(sub, spec)
+def is_small(gflop: float | None) -> bool:
+    """A model of ``gflop`` per training sample (``Built.gflop``) is small enough to share a GPU."""
     return gflop is not None and gflop < SMALL_MODEL_GFLOP

@@ -6,35 +6,33 @@ skipped, claimed and stored the same way whichever command asked for it.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from harness.core.errors import DatasetError
+from harness.core.errors import DatasetError, HarnessError
 from harness.core.registry import Registry
 from harness.data.catalog import DatasetSpec
 from harness.data.datasets import load_dataset, verified_folder
+from harness.runs.described import Built, Submissions
 from harness.runs.executors import Executor, InProcess, LocalPool
 from harness.runs.grid import GridReport, Work, drive, plan
 from harness.runs.limit import SIDE_BY_SIDE, is_small
-from harness.runs.provenance import with_weights
 from harness.runs.records import RunRecord
 from harness.runs.run import Run
 from harness.runs.slots import Placement, cpu_slots, gpu_slots, parse_gpus
 from harness.runs.sweep import Point
 from harness.training.device import resolve_compile, resolve_precision
-from harness.training.submission import Submission, get_submission
 
 
 @dataclass
 class Planned:
-    """A point resolved for this machine: its submission as registered, its runs, which are missing."""
+    """A point resolved for this machine: its submission as the point changes it, its runs, which are missing."""
 
     point: Point
-    sub: Submission
+    built: Built
     spec: DatasetSpec
     runs: list[Run]
     missing: list[Run]
@@ -68,18 +66,20 @@ class Plan:
         return reasons
 
 
-def make_plan(points: list[Point], catalog: Registry[DatasetSpec], data_root: Path, results_root: Path,
-              device: torch.device, placement: Placement = Placement(), skip_unavailable: bool = True,
-              say: Callable[[str], None] = print) -> Plan:
+def make_plan(points: list[Point], subs: Submissions, catalog: Registry[DatasetSpec], data_root: Path,
+              results_root: Path, device: torch.device, placement: Placement = Placement(),
+              skip_unavailable: bool = True, say: Callable[[str], None] = print) -> Plan:
     """Resolve every point (precision, compile, runs per device for ``device``) and find its missing runs.
 
     A point whose dataset is not in the data root is planned (its runs are counted) but marked
     unavailable with the reason, or, with ``skip_unavailable=False`` (``bench run``), stops the
-    plan before anything runs.
+    plan before anything runs. Each submission is described in one sandboxed worker, every point's
+    overrides at once.
     """
     placement.check_device(device.type)
     result = Plan()
-    build = functools.cache(get_submission)
+    sized = device.type == "cuda"  # a model's FLOPs decide what auto means on a GPU only
+    _describe_all(points, subs, catalog, sized)
     for point in points:
         cell, spec, unavailable = point.cell, catalog.get(point.cell.dataset), ""
         try:
@@ -89,19 +89,38 @@ def make_plan(points: list[Point], catalog: Registry[DatasetSpec], data_root: Pa
             if not skip_unavailable:
                 raise
             unavailable = str(err)
-        sub = build(cell.submission)
+        built = cell.trained(subs, spec if sized else None)
         tiny = device.type == "cuda" and (placement.runs_per_gpu is None or cell.compile == "auto") and \
-            is_small(cell.trained(sub)[0], spec)
-        runs = cell.runs(sub, spec, resolve_precision(cell.precision, device),
+            is_small(built.gflop)
+        runs = cell.runs(built, spec, resolve_precision(cell.precision, device),
                          resolve_compile(cell.compile, device, say, tiny))
-        missing, _ = plan(sub, spec, runs, results_root)
+        missing, _ = plan(subs, spec, runs, results_root)
         per_gpu = placement.runs_per_gpu or (SIDE_BY_SIDE if tiny else 1)
         per_device = per_gpu if device.type == "cuda" else placement.workers or 1
-        result.planned.append(Planned(point, sub, spec, runs, missing, per_device, unavailable))
+        result.planned.append(Planned(point, built, spec, runs, missing, per_device, unavailable))
     return result
 
 
-def execute_plan(plan: Plan, device: torch.device, results_root: Path, data_root: Path | None, title: str,
+def _describe_all(points: list[Point], subs: Submissions, catalog: Registry[DatasetSpec], sized: bool) -> None:
+    """Every point's variant of each submission described at once: one worker per submission
+    (``sized``: with its model's FLOPs on the point's dataset)."""
+    from harness.runs.described import Variant
+
+    by_name: dict[str, list[Variant]] = {}
+    for point in points:
+        cell = point.cell
+        spec = catalog.get(cell.dataset) if sized else None
+        by_name.setdefault(cell.submission, []).append(Variant(cell.overrides, resolve=True, spec=spec))
+    for name, variants in by_name.items():
+        if name in subs:
+            try:
+                subs.describe(name, variants)
+            except HarnessError:
+                pass  # said again, naming the point, when the point is planned
+
+
+def execute_plan(plan: Plan, subs: Submissions, device: torch.device, results_root: Path, data_root: Path | None,
+                 title: str,
                  labels: Callable[[Planned], str] = lambda p: "", placement: Placement = Placement(),
                  log: Callable[[RunRecord], None] | None = None) -> list[GridReport]:
     """Run every missing run of ``plan`` under one progress bar (with ETA); one report per point.
@@ -118,38 +137,36 @@ def execute_plan(plan: Plan, device: torch.device, results_root: Path, data_root
         [[p for p in todo if p.per_device == k] for k in dict.fromkeys(p.per_device for p in todo)]
     with tqdm(total=len(plan.runnable), desc=title, unit="run", disable=not plan.runnable) as bar:
         for group in groups:
-            executor = _executor(group, device, placement)
+            executor = _executor(group, device, placement, subs.settings)
             if not isinstance(executor, InProcess):
                 _prepare_data(group, data_root, bar)
-            work = [Work(p.sub, p.spec, p.missing, labels(p), p.per_device) for p in group]
-            for p, report in zip(group, drive(work, executor, device, results_root, data_root, bar, log)):
+            work = [Work(p.point.cell.submission, p.spec, p.missing, labels(p), p.per_device) for p in group]
+            for p, report in zip(group, drive(work, executor, subs, device, results_root, data_root, bar, log)):
                 reports[id(p)] = report
     return [reports[id(p)] for p in plan.planned]
 
 
-def _executor(group: list[Planned], device: torch.device, placement: Placement) -> Executor:
+def _executor(group: list[Planned], device: torch.device, placement: Placement, settings) -> Executor:
     """The executor for points that share devices alike: Ray, or this machine's slots (one slot:
     the driver trains in its own process)."""
     if placement.executor == "ray":
         from harness.runs.ray_executor import RayCluster
 
-        return RayCluster(placement.address, placement.workers)
+        return RayCluster(placement.address, placement.workers, settings)
     runs, per_device, cpus = sum(len(p.missing) for p in group), group[0].per_device, torch.get_num_threads()
     if device.type == "cuda":
         slots = gpu_slots(parse_gpus(placement.gpus, torch.cuda.device_count()), per_device, runs, cpus)
     else:
         slots = cpu_slots(per_device, runs, cpus)
     if len(slots) > 1:
-        return LocalPool(slots)
-    return InProcess(torch.device("cuda", slots[0].gpu) if slots[0].gpu is not None else device,
-                     {p.sub.name: p.sub for p in group})
+        return LocalPool(slots, settings)
+    return InProcess(torch.device("cuda", slots[0].gpu) if slots[0].gpu is not None else device, settings)
 
 
 def _prepare_data(group: list[Planned], data_root: Path | None, bar) -> None:
     """Decode each dataset into its cache once, before workers start, instead of each worker
     waiting on the first one's lock (or, on a node of its own, decoding it again)."""
-    rates = {(p.spec.name, with_weights(p.sub, p.missing[0]).frontend.sample_rate): p.spec for p in group
-             if p.spec.kind != "synthetic"}
+    rates = {(p.spec.name, p.built.sample_rate): p.spec for p in group if p.spec.kind != "synthetic"}
     for (name, rate), spec in rates.items():
         bar.set_postfix_str(f"decoding {name} at {rate or spec.sample_rate} Hz for the workers")
         load_dataset(spec, data_root, rate)

@@ -4,14 +4,13 @@ all ask here.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import platform
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from harness.core.errors import HarnessError
 from harness.core.registry import Registry
@@ -19,28 +18,22 @@ from harness.data.audio import RESAMPLER
 from harness.core.paths import PROJECT_ROOT
 from harness.data.catalog import DatasetSpec
 from harness.runs.records import RunRecord
-from harness.runs.run import Run, RunError
-from harness.training.overrides import apply_overrides
-from harness.training.submission import Submission, get_submission
+from harness.runs.run import Run
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.data.datasets import AnswerKey
+    from harness.runs.described import Built, Described, Submissions, Variant
 
 PACKAGES = ("torch", "torchaudio", "torchvision", "timm", "numpy", "scikit-learn", "soundfile", "soxr")
-
-
-def with_weights(sub: Submission, run: Run) -> Submission:
-    """The submission as ``run`` trains it: from its pretrained weights, a checkpoint, or random ones,
-    with the run's overrides applied (each rebuilt part checked as the submission checks its own)."""
-    kind = run.weights.partition(":")[0]
-    if kind == "sha256" and not run.checkpoint:
-        raise RunError(f"{run.weights[:19]}…: name the checkpoint file of this run with `--weights FILE`")
-    pretrained = {"scratch": sub.pretrained, "random": False, "pretrained": True, "sha256": run.checkpoint}[kind]
-    return dataclasses.replace(apply_overrides(sub, run.overrides), pretrained=pretrained)
 
 
 @dataclass(frozen=True)
 class Origin:
     """The code a run is from, as the driver sees it: its submission file's hash and the git state.
 
-    The driver computes it once per submission and sends it with each run; a worker, maybe on a
+    The driver computes it once per submission and sends it with each run; a runner, maybe on a
     machine without ``.git``, only checks that its own copy of the submission has this hash.
     """
 
@@ -48,34 +41,26 @@ class Origin:
     git: dict[str, Any]
 
 
-def origin(sub: Submission) -> Origin:
-    return Origin(sub.source_hash(), git_state(sub.source_file))
+def origin_of(described: "Described") -> Origin:
+    return Origin(described.source_hash, git_state(described.source_file))
 
 
-def check_origin(sub: Submission, expected: Origin) -> None:
-    """Refuse to run a submission whose code is not the driver's (a node with another checkout)."""
-    if (here := sub.source_hash()) != expected.source_hash:
-        raise RunError(f"{sub.source_file}: this worker's copy differs from the driver's (source hash {here[:12]} "
-                       f"vs {expected.source_hash[:12]}); every node must run the same code: put the project "
-                       f"on a shared filesystem or check out the same commit")
-
-
-def run_config(sub: Submission, spec: DatasetSpec, run: Run, trained: Submission | None = None) -> dict:
+def run_config(described: "Described", built: "Built", spec: DatasetSpec, run: Run) -> dict:
     """Everything that determines a run's outcome; its hash decides whether a stored run is reusable.
 
-    ``trained``: the submission as ``run`` trains it, when the caller has built it already.
+    ``built``: the submission as ``run`` trains it (its overrides and weights applied).
     """
-    return {**trained_config(sub, spec, trained or with_weights(sub, run)), **run_fields(run)}
+    return {**trained_config(described.name, spec, built), **run_fields(run)}
 
 
-def trained_config(sub: Submission, spec: DatasetSpec, trained: Submission) -> dict:
+def trained_config(name: str, spec: DatasetSpec, built: "Built") -> dict:
     """The part of a run's config that its (weights, overrides) decide: shared by its folds and trials.
 
     A run that resamples the dataset's audio names the resampler: another one gives other
     input, so a result computed through it is another run's result.
     """
-    resamples = spec.kind == "audio" and (trained.frontend.sample_rate or spec.sample_rate) != spec.sample_rate
-    return {"submission": sub.name, "params": trained.params(), "dataset": spec.name,
+    resamples = spec.kind == "audio" and (built.sample_rate or spec.sample_rate) != spec.sample_rate
+    return {"submission": name, "params": built.params, "dataset": spec.name,
             "dataset_version": spec.version, **({"resampler": RESAMPLER} if resamples else {})}
 
 
@@ -88,66 +73,80 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def current_check(sub: Submission, spec: DatasetSpec) -> Callable[[RunRecord], bool]:
-    """Whether a record is of its run's current config and of this submission code (an edited
-    file makes it stale), for many records of one submission: the submission as each (weights,
-    overrides) trains it is built once and its file hashed once, not once per record (a rebuilt
-    front-end computes its filterbank: 10,000 of them took 19 s)."""
-    source, built = sub.source_hash(), {}
+def variant_of(run: Run) -> "Variant":
+    from harness.runs.described import Variant
 
+    return Variant(run.overrides, run.weights, run.checkpoint)
+
+
+def current_check(subs: "Submissions", name: str, spec: DatasetSpec) -> Callable[[RunRecord], bool]:
+    """Whether a record is of its run's current config and of this submission code (an edited
+    file makes it stale), for many records of one submission: each (weights, overrides) is built
+    once in a worker, not once per record."""
     def check(record: RunRecord) -> bool:
-        run = record.run
-        key = (run.weights, run.overrides, run.checkpoint)
-        if key not in built:
-            try:
-                built[key] = trained_config(sub, spec, with_weights(sub, run))
-            except HarnessError:  # its overrides no longer apply to the submission: not this run any more
-                built[key] = None
-        return built[key] is not None and record.source_hash == source and \
-            record.config_hash == config_hash({**built[key], **run_fields(run)})
+        return provenance_problem(record, subs, None, {}, spec) is None
     return check
 
 
-def provenance_problem(record: RunRecord, submissions: Registry, specs: Registry[DatasetSpec],
-                       current: dict[str, Any]) -> str | None:
-    """Why a stored result may not be ranked any more, or None when it still stands.
+def provenance_problem(record: RunRecord, subs: "Submissions", specs: Registry[DatasetSpec] | None,
+                       fold_fingerprints: dict[str, str], spec: DatasetSpec | None = None) -> str | None:
+    """Why a stored result may not be ranked (or reused) any more, or None when it still stands.
 
-    ``current`` caches what is built once per render: submissions by name, and fold
-    fingerprints under ``("folds", dataset)``.
+    ``fold_fingerprints``: the current split of each dataset that has been loaded (a result made on
+    another split is stale); ``spec`` stands for ``specs`` when the caller has the one dataset.
     """
     run = record.run
-    if run.submission not in submissions:
+    if run.submission not in subs:
         return f"submission {run.submission!r} no longer exists"
-    if run.dataset not in specs:
+    if spec is None and run.dataset not in specs:
         return f"dataset {run.dataset!r} no longer declared"
-    if run.submission not in current:
-        current[run.submission] = build_submission(run.submission)
-    sub, spec = current[run.submission], specs.get(run.dataset)
-    if isinstance(sub, str):
-        return sub
+    spec = spec or specs.get(run.dataset)
+    if problem := subs.problem(run.submission):
+        return problem
+    described = subs.describe(run.submission)
     if record.dataset_version != spec.version:
         return f"dataset version {record.dataset_version} != current {spec.version}"
-    if record.source_hash != sub.source_hash():
+    if record.source_hash != described.source_hash:
         return "submission source changed since this run"
     try:
-        now = run_config(sub, spec, run)
+        now = run_config(described, subs.built(run.submission, variant_of(run)), spec, run)
     except HarnessError as err:
         return f"its overrides no longer apply ({err})"
     if record.config_hash != config_hash(now):
         changed = ", ".join(sorted(k for k in set(record.config) | set(now) if record.config.get(k) != now.get(k)))
         return "config changed since this run" + (f" ({changed})" if changed else "")
-    fingerprint = current.get(("folds", run.dataset))
+    fingerprint = fold_fingerprints.get(run.dataset)
     if fingerprint and record.fold_fingerprint != fingerprint:
         return "fold split changed since this run"
     return None
 
 
-def build_submission(name: str) -> Submission | str:
-    """The current submission, or why it cannot be built (a broken file makes its results stale)."""
-    try:
-        return get_submission(name)
-    except Exception as err:  # a broken submission makes its results stale, not the renderer crash
-        return f"submission cannot be built ({err})"
+def metrics_problem(record: RunRecord, key: "AnswerKey | None", num_classes: int) -> str | None:
+    """Why a record's metrics do not follow from its stored predictions and the dataset's labels
+    (a forged or hand-edited score, whatever its seal says), or None. Without the data here, or on
+    another split (stale for that reason), there is nothing to recompute."""
+    import numpy as np
+
+    if key is None or record.fold_fingerprint != key.fingerprint:
+        return None
+    truth = key.labels[key.folds == record.run.fold]
+    pred = record.predictions
+    if not isinstance(pred, list) or len(pred) != len(truth) or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 0 <= p < num_classes for p in pred):
+        return f"damaged: its {len(pred) if isinstance(pred, list) else 'unreadable'} predictions are not one class " \
+               f"per clip of test fold {record.run.fold} ({len(truth)} clips)"
+    confusion = np.bincount(truth * num_classes + np.asarray(pred), minlength=num_classes ** 2).reshape(num_classes, -1)
+    hits, true, said = confusion.diagonal(), confusion.sum(1), confusion.sum(0)
+    f1 = np.divide(2 * hits, true + said, out=np.zeros(num_classes), where=true + said > 0)
+    now = {"accuracy": hits.sum() / len(truth), "macro_f1": f1.mean()}
+    for name, value in now.items():
+        stored = record.metrics.get(name)
+        if not isinstance(stored, (int, float)) or abs(stored - value) > 1e-9:
+            return f"damaged: its {name} {stored} does not follow from its predictions ({value:.4f} against the " \
+                   f"dataset's labels)"
+    if record.metrics.get("confusion") is not None and record.metrics["confusion"] != confusion.tolist():
+        return "damaged: its confusion matrix does not follow from its predictions"
+    return None
 
 
 def git_state(source_file: str = "") -> dict[str, Any]:

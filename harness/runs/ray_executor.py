@@ -16,6 +16,7 @@ from typing import Iterator
 
 from harness.core.errors import HarnessError
 from harness.runs.executors import MAX_ATTEMPTS, Job, Status, died, work
+from harness.runs.sandboxed import Settings
 from harness.runs.records import FailedRecord, Record
 
 FORWARDED = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")  # and every BENCH_* variable
@@ -37,9 +38,10 @@ class RayCluster:
     """Runs as Ray tasks. ``address``: None starts (or joins, if this process has one) a local Ray
     instance; ``auto`` or ``HOST:PORT`` joins an existing cluster."""
 
-    def __init__(self, address: str | None = None, workers: int | None = None):
+    def __init__(self, address: str | None = None, workers: int | None = None, settings: Settings = Settings()):
         self.address = address
         self.workers = workers
+        self.settings = settings
 
     def results(self, jobs: Iterator[Job], status: Status) -> Iterator[tuple[Job, Record]]:
         ray = _ray()
@@ -51,7 +53,7 @@ class RayCluster:
             while True:
                 while len(flying) < self._room(ray, job) and (job := next(jobs, None)) is not None:
                     self._check_feasible(ray, job)
-                    flying[task.options(**self._resources(job)).remote(job, self.cpus_per_run)] = job
+                    flying[task.options(**self._resources(job)).remote(job, self.cpus_per_run, self.settings)] = job
                     status(job, "queued on Ray")
                 if not flying:
                     return

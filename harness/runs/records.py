@@ -19,7 +19,7 @@ from harness.runs.run import Run, RunError
 
 SCHEMA = 2  # 2: records hold their run identity (harness.runs.run) and live at Run.path
 IDENTITY = ("submission", "dataset", "epochs", "fold", "trial")  # copied beside "run" for readers of the JSON
-OPTIONAL = ("migrated_from", "phases")  # absent from records written before they existed
+OPTIONAL = ("migrated_from", "phases", "sandbox")  # absent from records written before they existed
 
 
 class RecordError(HarnessError):
@@ -76,6 +76,8 @@ class RunRecord:
     phases: dict[str, float] | None = None  # seconds from the run's start: data loaded, features, first step;
     # process_s: how long its process had run before (the first run's process_s + first_step_s is
     # the time from the command to the first training step)
+    sandbox: str | None = None  # what confined the submission's code (harness.runs.execute.SANDBOX), "off
+    # (--unsandboxed)", or None: run before submissions were sandboxed
     status: ClassVar[str] = "ok"
 
     def __post_init__(self):

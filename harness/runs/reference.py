@@ -20,7 +20,7 @@ from harness.data.audio import fit_length
 from harness.data.catalog import DatasetSpec
 from harness.data.datasets import data_root as resolve_root
 from harness.data.datasets import list_clips, verified_folder
-from harness.runs.execute import build_model
+from harness.runs.models import build_model
 from harness.runs.records import Record, RecordError, RunRecord
 from harness.runs.store import load_record, result_files
 from harness.training.device import switches

@@ -115,8 +115,12 @@ def weights_for(model_name: str, pretrained: bool | str, checkpoint: Path | None
         return "scratch", ""
     if random_init:
         return "random", ""
-    file = checkpoint or (Path(pretrained) if isinstance(pretrained, str) else None)
-    return (f"sha256:{sha256_file(file)}", str(file)) if file else (f"pretrained:{model_name}", "")
+    if checkpoint:
+        return f"sha256:{sha256_file(checkpoint)}", str(checkpoint)
+    if isinstance(pretrained, str):  # its code names a file: the driver reads only files the user names
+        raise RunError(f"{model_name}: the submission names a local checkpoint file; pass that file with "
+                       f"`--weights FILE` (the harness never reads a file a submission names)")
+    return f"pretrained:{model_name}", ""
 
 
 def grid(submission: str, dataset: str, folds: list[int], trials: int | Iterable[int], epochs: int,

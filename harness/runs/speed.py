@@ -27,7 +27,7 @@ import torch
 from harness.data.audio import fit_length
 from harness.frontends.augment import global_stats, normalize_global
 from harness.frontends.features import LogMel
-from harness.runs.execute import build_model
+from harness.runs.models import build_model
 from harness.runs.reference import WavItems, plain_step
 from harness.runs.limit import flops_per_sample, minimal_loop
 from harness.training.device import autocast, place_model, resolve_precision

@@ -25,6 +25,7 @@ import hashlib
 import inspect
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.core.errors import HarnessError
 from harness.data.cache import cache_budget, cached_array, make_room
 from harness.data.datasets import Dataset
 from harness.frontends import features as frontends, spectral
@@ -50,29 +52,39 @@ def _feature_home(device: torch.device, nbytes: int) -> torch.device:
     return torch.device("cpu")
 
 
-def _at_home(part: torch.Tensor, device: torch.device) -> torch.Tensor:
+def move_home(part: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``part`` where training reads it: on the device when it fits there, else in pinned host memory."""
     home = _feature_home(device, part.numel() * part.element_size())
     if home == device:
         return part.to(device)
     return part.to(home).pin_memory() if device.type == "cuda" else part.to(home)
 
 
-def _batches(frontend: nn.Module, x: np.ndarray, indices: np.ndarray, device: torch.device
-             ) -> Iterator[tuple[int, torch.Tensor]]:
+class FeaturesTooSlow(HarnessError, TimeoutError):
+    """A front-end whose features were not computed before the run's time limit."""
+
+
+def _batches(frontend: nn.Module, x: np.ndarray, indices: np.ndarray, device: torch.device,
+             deadline: float | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """The front-end over ``indices`` in fixed batches; past ``deadline`` (``time.monotonic``) it stops."""
     frontend = frontend.to(device)
     with torch.no_grad():
         for i in range(0, len(indices), BATCH):
+            if deadline is not None and time.monotonic() > deadline:
+                raise FeaturesTooSlow(f"features through {frontend.__class__.__name__} were not ready within the "
+                                      f"run's time limit ({i} of {len(indices)} clips done; --time-limit)")
             yield i, frontend(torch.from_numpy(np.ascontiguousarray(x[indices[i:i + BATCH]])).to(device))
 
 
-def compute_features(frontend: nn.Module, x: np.ndarray, indices: np.ndarray, device: torch.device) -> torch.Tensor:
+def compute_features(frontend: nn.Module, x: np.ndarray, indices: np.ndarray, device: torch.device,
+                     deadline: float | None = None) -> torch.Tensor:
     """Run the front-end over the selected clips in batches on ``device``.
 
     The result stays on ``device`` when it fits there; otherwise it is gathered in pinned host
     memory and the training loop copies one batch at a time.
     """
     parts, home = [], None
-    for _, part in _batches(frontend, x, indices, device):
+    for _, part in _batches(frontend, x, indices, device, deadline):
         home = home or _feature_home(device, part[0].numel() * part.element_size() * len(indices))
         parts.append(part.to(home))
     if not parts:
@@ -91,21 +103,23 @@ class FeatureTable:
     def take(self, indices: np.ndarray) -> torch.Tensor:
         """The features of the clips ``indices``, where training reads them (see ``_feature_home``)."""
         if isinstance(self.rows, torch.Tensor):
-            return _at_home(self.rows[torch.as_tensor(indices, device=self.rows.device)], self.device)
-        return _at_home(torch.from_numpy(np.ascontiguousarray(self.rows[np.asarray(indices)])), self.device)
+            return move_home(self.rows[torch.as_tensor(indices, device=self.rows.device)], self.device)
+        return move_home(torch.from_numpy(np.ascontiguousarray(self.rows[np.asarray(indices)])), self.device)
 
 
-def feature_table(frontend: nn.Module, data: Dataset, device: torch.device) -> FeatureTable:
-    """Every clip of ``data`` through ``frontend``: from the feature cache, or computed (and cached)."""
+def feature_table(frontend: nn.Module, data: Dataset, device: torch.device, deadline: float | None = None) -> FeatureTable:
+    """Every clip of ``data`` through ``frontend``: from the feature cache, or computed (and cached)
+    by ``deadline`` (``time.monotonic``; None: no limit)."""
     path = cache_path(frontend, data, device)
     if path is not None:
-        rows = _cached(path, frontend, data, device)
+        rows = _cached(path, frontend, data, device, deadline)
         if rows is not None:
             return FeatureTable(rows, device)
-    return FeatureTable(compute_features(frontend, data.x, np.arange(len(data.x)), device), device)
+    return FeatureTable(compute_features(frontend, data.x, np.arange(len(data.x)), device, deadline), device)
 
 
-def _cached(path: Path, frontend: nn.Module, data: Dataset, device: torch.device) -> np.ndarray | None:
+def _cached(path: Path, frontend: nn.Module, data: Dataset, device: torch.device,
+            deadline: float | None = None) -> np.ndarray | None:
     """The cache file's rows, built now if missing; None when the cache is off or they would not fit."""
     budget = cache_budget()
     if budget == 0:
@@ -126,7 +140,7 @@ def _cached(path: Path, frontend: nn.Module, data: Dataset, device: torch.device
         return None
 
     def fill(out: np.ndarray) -> None:
-        for i, part in _batches(frontend, data.x, np.arange(len(data.x)), device):
+        for i, part in _batches(frontend, data.x, np.arange(len(data.x)), device, deadline):
             out[i:i + len(part)] = part.cpu().numpy()
     return cached_array(path, shape, fill)
 

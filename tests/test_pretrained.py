@@ -61,3 +61,46 @@ def test_unavailable_weights_fail_with_what_to_do(tmp_path, monkeypatch):
 def test_random_init_is_recorded_as_not_pretrained():
     sub = sub_with(pretrained=False)
     assert sub.params()["pretrained"] is False and get_submission("voice_resnet18").params()["pretrained"] is True
+
+
+PRETRAINED_SUBMISSION = '''
+from harness import LogMel, Recipe, Submission, register_submission
+
+
+@register_submission
+def pretrained_net():
+    """A timm model with pretrained weights from a URL of its own."""
+    return Submission(frontend=LogMel(8000, n_mels=32), model="resnet18", pretrained=True, recipe=Recipe(batch_size=8),
+                      model_kwargs={{"pretrained_cfg_overlay": {overlay}}})
+'''
+
+
+def test_a_sandboxed_run_gets_its_pretrained_weights_from_the_driver(checkpoint, tmp_path, monkeypatch):
+    """The worker has no network: the driver downloads the weights (here from 127.0.0.1) and hands
+    the worker that one file; a submission naming a local file as its weights is refused."""
+    import json
+
+    from click.testing import CliRunner
+
+    from harness.cli.commands import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(checkpoint.parent))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    url = f"http://127.0.0.1:{httpd.server_port}/{checkpoint.name}"
+    (folder / "pretrained_net.py").write_text(PRETRAINED_SUBMISSION.format(overlay=repr({"url": url, "hf_hub_id": ""})))
+    run = ["--submissions", str(folder), "run", "-s", "pretrained_net", "--folds", "1", "--epochs", "1", "--device", "cpu"]
+    try:
+        out = CliRunner().invoke(main, run)
+    finally:
+        httpd.shutdown()
+    assert out.exit_code == 0, out.output
+    record = json.loads(next((tmp_path / "results").rglob("fold1-trial1.json")).read_text())
+    assert record["run"]["weights"] == "pretrained:resnet18" and record["pretrained"] is True
+    assert list((tmp_path / "torch").rglob(checkpoint.name)), "the driver did not fetch the weights"
+    (folder / "pretrained_net.py").write_text(PRETRAINED_SUBMISSION.format(overlay=repr({"file": "/etc/passwd"})))
+    out = CliRunner().invoke(main, run)
+    assert out.exit_code == 1 and "a local file is a checkpoint" in out.output, out.output

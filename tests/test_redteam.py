@@ -403,9 +403,76 @@ def test_an_answer_nested_past_the_drivers_stack_is_refused_not_fatal(arena):
     OUTCOMES["deep_json"] = next(line for line in output.splitlines() if "protocol" in line).strip()
 
 
+# --- attacks on the store itself, by hand (no submission involved) -------------------------------
+
+def _resealed(path: Path, change) -> None:
+    from harness.runs.records import seal
+
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(seal({k: v for k, v in record.items() if k != "checksum"})))
+
+
+def test_an_accuracy_edited_and_resealed_by_hand_is_damaged_on_the_board_and_in_doctor(tmp_path):
+    results = tmp_path / "results"
+    out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--folds", "1", "--epochs", "1", "--device", "cpu"])
+    assert out.exit_code == 0, out.output
+    path = next(results.rglob("fold1-trial1.json"))
+    _resealed(path, lambda r: r["metrics"].update(accuracy=0.10))
+    board = tmp_path / "board.md"
+    assert CliRunner().invoke(main, ["leaderboard", "--output", str(board)]).exit_code == 0
+    text = board.read_text()
+    assert "damaged: its accuracy 0.1 does not follow from its predictions" in text and "[small_cnn]" not in text
+    doctor = CliRunner().invoke(main, ["doctor"]).output
+    assert "1 damaged result file(s)" in doctor and "does not follow from its predictions" in doctor
+    OUTCOMES["resealed"] = "damaged: its accuracy 0.1 does not follow from its predictions (board and doctor)"
+
+
+def test_a_result_forged_consistently_is_exposed_by_re_running_it(tmp_path):
+    """A forger with the labels can write predictions and metrics that agree: only a re-run (CI's
+    `bench verify --result` of every result file a pull request adds) exposes it."""
+    from harness.data.catalog import load_catalog
+    from harness.data.datasets import answer_key
+    from harness.training.metrics import classification_metrics
+
+    out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--folds", "1", "--epochs", "1", "--device", "cpu"])
+    assert out.exit_code == 0, out.output
+    path = next((tmp_path / "results").rglob("fold1-trial1.json"))
+    key = answer_key(load_catalog().get("synthetic"))
+    truth = key.labels[key.folds == 1].tolist()
+    _resealed(path, lambda r: r.update(predictions=truth, metrics=classification_metrics(truth, truth, 6)))
+    board = tmp_path / "board.md"
+    assert CliRunner().invoke(main, ["leaderboard", "--output", str(board)]).exit_code == 0
+    assert "100.00 (1 run)" in board.read_text()  # consistent, so ranked: the board cannot tell
+    out = CliRunner().invoke(main, ["verify", "--result", str(path)])
+    assert out.exit_code == 1 and "OUTSIDE the cpu tolerance 0.0" in out.output, out.output
+    OUTCOMES["forged"] = "ranked until re-run: `bench verify --result` (CI, for every added result file) fails it"
+
+
 def test_the_outcomes_table(arena):
-    """Runs last: writes what each attempt got, for the README (``BENCH_REDTEAM_TABLE``)."""
-    if target := os.environ.get("BENCH_REDTEAM_TABLE"):
-        rows = [f"| `{name}`: {ATTACKS[name][0]} | {OUTCOMES.get(name, 'not run')} |" for name in ATTACKS]
-        Path(target).write_text("| attempt | outcome |\n|---|---|\n" + "\n".join(rows) + "\n")
-    assert json.dumps(OUTCOMES)
+    """Runs last, after the whole module: every attempt has an outcome, written for the README."""
+    target = os.environ.get("BENCH_REDTEAM_TABLE")
+    if not target:
+        pytest.skip("set BENCH_REDTEAM_TABLE=FILE and run the whole module to write the outcomes table")
+    what = {**{name: ATTACKS[name][0] for name in ATTACKS}, "resealed": "edit a stored accuracy and re-seal it",
+            "forged": "forge a result whose predictions and metrics agree"}
+    assert set(what) == set(OUTCOMES), f"attempts without an outcome: {sorted(set(what) - set(OUTCOMES))}"
+    rows = [f"| `{name}`: {what[name]} | {OUTCOMES[name]} |" for name in what]
+    Path(target).write_text("| attempt | outcome |\n|---|---|\n" + "\n".join(rows) + "\n")
+
+
+def test_the_driver_never_imports_a_submission_file(tmp_path):
+    """`bench list`, `run` and `leaderboard` in one driver process: afterwards no submission module
+    is in it (names and docstrings come from the files' syntax, the rest from workers)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom harness.cli.commands import main\n"
+            "for args in (['list'], ['run', '-s', 'small_cnn', '--folds', '1', '--epochs', '1', '--device', 'cpu'],"
+            " ['leaderboard', '--output', sys.argv[1]]):\n"
+            "    try:\n        main(args)\n    except SystemExit as done:\n        assert not done.code, args\n"
+            "print('IMPORTED', sorted(m for m in sys.modules if m.startswith('submissions')))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "board.md")], capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "BENCH_RESULTS": str(tmp_path / "results")})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "IMPORTED []" in out.stdout, out.stdout[-2000:]

@@ -248,7 +248,9 @@ def render(results_root: Path, submissions: Submissions, specs: Registry[Dataset
     """
     records, excluded = collect(results_root, submissions, specs, fold_fingerprints, answer_keys)
     tables = aggregate(records)
-    built = {name: submissions.describe(name) for name in submissions if not submissions.problem(name)}
+    # each described once, in a worker; a user's board needs only the submissions it ranks
+    names = list(submissions) if published else sorted({r.run.submission for r in records})
+    built = {name: submissions.describe(name) for name in names if not submissions.problem(name)}
     sections = set(tables) | ({(d, p.epochs) for sub in built.values() for d, pubs in sub.published.items()
                                for p in pubs} if published else set())
     source = "`results/`" if published else "this result store"

@@ -19,6 +19,7 @@ from harness.data.datasets import MARKER, answer_key, current_fold_fingerprint, 
 from harness.runs.cells import Cell
 from harness.runs.store import PUBLISHED_RESULTS, read_result, results_root
 
+SANDBOXED = {"run", "sweep", "check", "lock", "verify", "leaderboard", "list"}  # commands that start workers
 USER_ERRORS = (HarnessError, FileNotFoundError)  # anything else is a bug: its traceback shows
 DEFAULT_GRID = PROJECT_ROOT / "leaderboard" / "grid.yaml"
 DEVICE = click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
@@ -170,6 +171,10 @@ class BenchGroup(click.Group):
 def main(ctx, data_root, results, datasets, submissions):
     """audio-bench: train submissions over fixed folds and rank them fairly."""
     ctx.obj = Context(data_root, results, datasets, submissions)
+    if ctx.invoked_subcommand in SANDBOXED:  # its fork server imports torch while this process does too
+        from harness.runs.sandboxed import fork_server
+
+        fork_server()
 
 
 @main.command("list")

@@ -145,11 +145,15 @@ _context = None
 
 
 def fork_server():
-    """The fork server, started once per driver process with torch and the harness imported."""
+    """The fork server, started once per driver process with torch and the harness imported (it
+    imports them while the driver goes on: the first worker waits for it)."""
     global _context
     if _context is None:
         _context = multiprocessing.get_context("forkserver")
         _context.set_forkserver_preload(worker.PRELOAD)
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
     return _context
 
 

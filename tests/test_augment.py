@@ -87,12 +87,14 @@ def test_tiling_and_length_policies():
 
 
 def test_logmel_ref_max_lies_in_minus_top_db_to_zero_and_batches_equal_items():
-    wave = torch.randn(3, 16000) * torch.tensor([[0.01], [1.0], [10.0]])
+    wave = torch.randn(3, 16000, generator=torch.Generator().manual_seed(0)) * torch.tensor([[0.01], [1.0], [10.0]])
     mel = LogMel(16000, n_fft=2048, hop_length=512, n_mels=128, ref_max=True)
     out = mel(wave)
     assert out.shape == (3, 1, 128, 32)
     assert torch.allclose(out.amax(dim=(1, 2, 3)), torch.zeros(3)) and out.min() >= -80
-    assert torch.allclose(torch.cat([mel(w[None]) for w in wave]), out)
+    # one item alone and in a batch agree to a thousandth of a dB (batched FFTs round differently on some CPUs);
+    # a reference taken over the batch instead of the item would differ by 20 and 40 dB
+    assert torch.allclose(torch.cat([mel(w[None]) for w in wave]), out, rtol=0, atol=1e-3)
 
 
 def test_trimmed_mel_is_min_max_scaled_and_tiled():

@@ -19,6 +19,7 @@ from harness.board.aggregate import Entry, aggregate, ranked
 from harness.board.cards import card_path, model_card
 from harness.board.figures import FIGURES, figure_path, table_figures
 from harness.board.significance import Comparison, compare
+from harness.core import disk, owners
 from harness.core.errors import HarnessError
 from harness.core.registry import Registry
 from harness.data.catalog import DatasetSpec
@@ -102,7 +103,7 @@ def collect(results_root: Path, submissions: Submissions, specs: Registry[Datase
     excluded: list[tuple[Path, str]] = []
     for path in store.result_files(results_root):
         try:
-            record = store.load_record(path)
+            record = store.load_record(path, results_root)
         except RecordError as err:
             excluded.append((path, str(err).removeprefix(f"{path}: ")))
             continue
@@ -286,24 +287,44 @@ MARKER = ".written-by-bench-leaderboard"
 def write(output: Path, text: str, files: dict[str, Any]) -> None:
     """Write the markdown and its files beside it. The ``figures/`` and ``entries/`` folders are the
     board's: a file in them that this render did not make is removed (a folder of that name the
-    board did not create is refused, not emptied); an unchanged figure is not rewritten."""
+    board did not create is refused, not emptied); an unchanged figure is not rewritten.
+
+    Every file is written whole under a temporary name and renamed into place (utf-8), the markdown
+    after its figures and pages, and stale files go last: a render that fails (a full disk, a
+    read-only folder: ``disk.DiskError``) leaves the board as it was, never an empty or half page."""
     folder = output.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    if output.exists():  # boards before figures/ linked SVG curves beside themselves
-        for name in re.findall(r"\]\((curves-[\w.\-]+\.svg)\)", output.read_text()):
+    data = {name: content.encode("utf-8") if isinstance(content, str) else content for name, content in files.items()}
+    with disk.writing(folder, disk.BOARD, lambda: len(text.encode("utf-8")) + sum(map(len, data.values()))):
+        _refuse_foreign(folder)
+        legacy = re.findall(r"\]\((curves-[\w.\-]+\.svg)\)", output.read_text(encoding="utf-8", errors="replace")) \
+            if output.exists() else []  # boards before figures/ linked SVG curves beside themselves
+        for name, content in data.items():
+            path = folder / name
+            if not path.exists() or path.read_bytes() != content:
+                owners.write_atomic(path, content)
+        owners.write_atomic(output, text.encode("utf-8"))
+        for name in legacy:
             (folder / name).unlink(missing_ok=True)
+        _remove_stale(folder, data)
+
+
+def _refuse_foreign(folder: Path) -> None:
+    """Refuse an owned folder's name holding files the board did not write; mark the board's own."""
     for name in OWNED:
         owned = folder / name
         if owned.exists() and any(owned.iterdir()) and not (owned / MARKER).exists():
             raise HarnessError(f"{owned} holds files bench leaderboard did not write; move them, or write the "
                                f"board elsewhere with --output")
-        owned.mkdir(exist_ok=True)
-        (owned / MARKER).touch()
-        for old in owned.rglob("*"):
-            if old.is_file() and old.name != MARKER and old.relative_to(folder).as_posix() not in files:
-                old.unlink()
-    output.write_text(text)
-    for name, content in files.items():
-        path, data = folder / name, content.encode() if isinstance(content, str) else content
-        if not path.exists() or path.read_bytes() != data:
-            path.write_bytes(data)
+    for name in OWNED:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        (folder / name / MARKER).touch()
+
+
+def _remove_stale(folder: Path, files: dict[str, bytes]) -> None:
+    """Remove what the owned folders hold besides ``files``: figures and pages of tables that are
+    gone, temporary files of crashed renders; not another live render's temporary files."""
+    for name in OWNED:
+        for old in (folder / name).rglob("*"):
+            if old.is_file() and old.name != MARKER and old.relative_to(folder).as_posix() not in files and \
+                    not ((tag := owners.TAGGED.search(old.name)) and owners.is_alive(tag["tag"]) is not False):
+                old.unlink(missing_ok=True)

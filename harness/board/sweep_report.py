@@ -16,6 +16,7 @@ import numpy as np
 from tabulate import tabulate
 
 from harness.board.plots import bar_chart_png
+from harness.core import disk, owners
 from harness.runs import store
 from harness.runs.plan import Plan, Planned
 from harness.runs.records import RecordError, RunRecord
@@ -135,14 +136,16 @@ def render_report(sweep: Sweep, plan: Plan, results_root: Path, command: str) ->
 
 
 def write_report(sweep: Sweep, plan: Plan, results_root: Path) -> Path:
-    """Write ``<results>/sweeps/<sweep name>/README.md`` and its charts; charts it no longer draws go."""
+    """Write ``<results>/sweeps/<sweep name>/README.md`` and its charts; charts it no longer draws go.
+    Each file is written whole and renamed into place (utf-8), the page after its charts: a report
+    that cannot be written (``disk.DiskError``) leaves the last one as it was."""
     folder = results_root / "sweeps" / sweep.name
-    folder.mkdir(parents=True, exist_ok=True)
     text, charts = render_report(sweep, plan, results_root, f"bench sweep {shown(sweep.path)} --report")
-    for old in folder.glob("*.png"):
-        if old.name not in charts:
-            old.unlink()
-    for name, png in charts.items():
-        (folder / name).write_bytes(png)
-    (folder / "README.md").write_text(text)
+    with disk.writing(folder, disk.RESULTS, lambda: len(text.encode("utf-8")) + sum(map(len, charts.values()))):
+        for name, png in charts.items():
+            owners.write_atomic(folder / name, png)
+        owners.write_atomic(folder / "README.md", text.encode("utf-8"))
+        for old in folder.glob("*.png"):
+            if old.name not in charts:
+                old.unlink()
     return folder / "README.md"

@@ -17,6 +17,7 @@ from harness.core.paths import PROJECT_ROOT
 from harness.data.catalog import load_catalog
 from harness.data.datasets import MARKER, answer_key, current_fold_fingerprint, data_root, load_dataset
 from harness.runs.cells import Cell
+from harness.runs.sweep import MAX_RUNS
 from harness.runs.store import PUBLISHED_RESULTS, read_result, results_root
 
 SANDBOXED = {"run", "sweep", "check", "lock", "verify", "leaderboard", "list"}  # commands that start workers
@@ -227,7 +228,7 @@ def _plan(obj: Context, points, device: str, placement, skip_unavailable: bool):
     from harness.training.device import resolve_device, use_compile_cache
 
     dev = resolve_device(device)
-    use_compile_cache(obj.data_root / "compile-cache")
+    use_compile_cache(obj.data_root, click.echo)
     return dev, make_plan(points, obj.subs, obj.catalog, obj.data_root, obj.results_root, dev, placement,
                           skip_unavailable, click.echo)
 
@@ -306,6 +307,8 @@ def run(obj: Context, device: str, placement, tracker: str, **cell):
 @click.option("--dry-run", is_flag=True, help="Count the runs, finished and missing; run nothing.")
 @click.option("--report", is_flag=True, help="Write the sweep's report (tables and charts) from stored results; "
                                              "run nothing.")
+@click.option("--max-runs", type=click.IntRange(min=1), default=MAX_RUNS, show_default=True, envvar="BENCH_MAX_RUNS",
+              help="Refuse a sweep file that expands to more runs than this (counted before anything is built).")
 @DEVICE
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]),
               help="Replace the sweep's precision (auto: bf16 on CUDA GPUs, fp32 on CPUs).")
@@ -314,8 +317,8 @@ def run(obj: Context, device: str, placement, tracker: str, **cell):
 @sandbox_options
 @store_options
 @click.pass_obj
-def sweep(obj: Context, sweep_file: Path, dry_run: bool, report: bool, device: str, precision: str | None,
-          placement, tracker: str):
+def sweep(obj: Context, sweep_file: Path, dry_run: bool, report: bool, max_runs: int, device: str,
+          precision: str | None, placement, tracker: str):
     """Run every missing run of SWEEP_FILE (W&B sweep format, method: grid) whose dataset is available.
 
     Without a file: the leaderboard's grid, leaderboard/grid.yaml. Interrupt at any time; the
@@ -324,7 +327,7 @@ def sweep(obj: Context, sweep_file: Path, dry_run: bool, report: bool, device: s
     from harness.runs.plan import execute_plan
     from harness.runs.sweep import read_sweep
 
-    plan_file = read_sweep(sweep_file)
+    plan_file = read_sweep(sweep_file, max_runs)
     points = [dataclasses.replace(p, cell=dataclasses.replace(p.cell, precision=precision)) if precision else p
               for p in plan_file.points]
     dev, plan = _plan(obj, points, device, placement, skip_unavailable=True)
@@ -534,7 +537,7 @@ def speed(obj: Context, workload: str, steps: int | None, device: str, workers: 
     from harness.training.device import resolve_compile, resolve_device, use_compile_cache
 
     dev = resolve_device(device)
-    use_compile_cache(obj.data_root / "compile-cache")
+    use_compile_cache(obj.data_root, click.echo)
     compiled = resolve_compile(compile, dev, click.echo)
     names = list(WORKLOADS) if workload == "all" else [workload]
     # enough steps for a few seconds of the engine: a small CNN step takes milliseconds

@@ -2,7 +2,8 @@
 
 It lists the imported datasets, the decode and feature caches and their sizes, the leftovers of processes
 that died (``harness.core.owners``: half-written cache arrays, result temporaries, import staging
-folders, claims of runs nobody works on any more) and result files that fail their checksum.
+folders, claims of runs nobody works on any more) and result files that fail their checksum or
+cannot be read (``harness.runs.store``: too large, nested too deep, a link out of the store).
 Leftovers can be removed; results never are: a damaged one is redone by its grid's next run.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from harness.runs import environment
 from harness.data.datasets import answer_key
 from harness.runs.provenance import metrics_problem
 from harness.runs.records import RecordError, RunRecord, from_json, is_sealed
-from harness.runs.store import iter_results
+from harness.runs.store import link_out, result_files, result_json
 from harness.data.cache import BUDGET_ENV, DEFAULT_BUDGET_GB
 from harness.data.datasets import MARKER
 
@@ -53,10 +54,13 @@ def examine(data_root: Path, results_root: Path, catalog=None) -> Checkup:
         found.leftovers += owners.leftovers(data_root)
     found.leftovers += owners.leftovers(results_root)
     keys: dict = {}
-    for path, record in iter_results(results_root):
-        if record is None:
-            found.damaged.append((path, "unreadable or not JSON"))
-        elif not is_sealed(record):
+    for path in result_files(results_root):
+        try:
+            record = result_json(path, results_root)
+        except RecordError as err:
+            found.damaged.append((path, str(err)))
+            continue
+        if not is_sealed(record):
             found.damaged.append((path, "checksum mismatch: edited by hand or damaged"))
         elif catalog is not None and (why := _rescored(record, catalog, data_root, keys)):
             found.damaged.append((path, why))
@@ -97,11 +101,20 @@ def describe(found: Checkup, data_root: Path, results_root: Path) -> list[str]:
                  f"(evicted beyond {BUDGET_ENV}={os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_GB)})")
     lines += [f"  partial download {name} ({size(n)}): `bench fetch` resumes it" for name, n in found.partial_downloads]
     lines.append(f"results {results_root}: {len(found.damaged)} damaged result file(s)")
-    lines += [f"  {path}: {why}; it is not ranked, and the next run of its grid redoes it"
-              for path, why in found.damaged]
+    lines += [f"  {path}: {why}; {_then(path, results_root)}" for path, why in found.damaged]
     lines.append(f"leftovers of crashed processes: {len(found.leftovers)} ({size(sum(x.size for x in found.leftovers))})")
     lines += [f"  {x.path}: {x.why}" for x in found.leftovers]
     return lines
+
+
+def _then(path: Path, results_root: Path) -> str:
+    """What the planner and the board do with a damaged or refused result file."""
+    if link_out(results_root, path) is None:
+        return "it is not ranked, and the next run of its grid redoes it"
+    if path.is_dir():
+        return ("nothing under it is read or ranked, and `bench run` and `bench sweep` stop before storing a run "
+                "through it: remove the link, or move what it points to into the store")
+    return "it is not ranked, and the next run of its grid replaces the link with its result (its target is left alone)"
 
 
 def environment_line(drift: list[environment.Drift] | None) -> str:

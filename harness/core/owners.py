@@ -11,6 +11,7 @@ left alone. Run claims need no such guess: they are file locks, which die with t
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -19,8 +20,13 @@ import shutil
 import socket
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Iterator
+
+from harness.core import disk
+from harness.core.faults import crash_point
 
 CLAIM_SUFFIX = ".claim"
 TAGGED = re.compile(r"~(?P<tag>[^~/]+~\d+~\d+)~[0-9a-f]+\.tmp$")
@@ -72,6 +78,34 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}~{owner_tag()}~{uuid.uuid4().hex[:8]}.tmp")
 
 
+@contextmanager
+def atomic(path: Path, text: bool = False, crash: str = "") -> Iterator[IO]:
+    """``with atomic(path) as fh:`` writes a temporary file beside ``path`` (``temp_path``; utf-8
+    when ``text``), then fsyncs it and renames it over ``path``. Any failure, a full disk or a
+    crash point (``crash``, before the rename) included, leaves ``path`` as it was and no temporary
+    file. The file gets the permissions the umask allows, like any other."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        if crash:
+            crash_point(crash)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """``data`` as the whole of ``path``, written through ``atomic``: the old file or the new one, never half."""
+    with atomic(path) as fh:
+        fh.write(data)
+
+
 # --- run claims ----------------------------------------------------------------------------
 # A claim is a file beside the run's result, flock-ed by its owner for as long as it works on
 # the run. The kernel drops the lock when the owner dies, however it dies, so a claim left by a
@@ -84,15 +118,29 @@ def claim_path(result: Path) -> Path:
     return result.with_name(f".{result.name}{CLAIM_SUFFIX}")
 
 
+def _open(path: Path, create: bool) -> int:
+    """``path`` opened for its lock: to write where it can be (NFS locks only such files), else to
+    read (a read-only store, whose stale claims are still told from held ones)."""
+    try:
+        return os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o666)
+    except OSError as err:
+        if create or err.errno not in disk.REFUSED:
+            raise
+        return os.open(path, os.O_RDONLY)
+
+
 def _lock(path: Path, create: bool) -> int | None:
-    """A descriptor of ``path`` holding its exclusive lock, or None if someone else holds it."""
+    """A descriptor of ``path`` holding its exclusive lock, or None if someone else holds it (or,
+    on a read-only NFS store, no lock can be taken to tell)."""
     while True:
-        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o666)
+        fd = _open(path, create)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as err:
             os.close(fd)
-            return None
+            if isinstance(err, BlockingIOError) or err.errno == errno.EBADF:
+                return None
+            raise
         try:  # the last owner may have removed the file between our open and our lock: try again
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 return fd
@@ -112,14 +160,23 @@ def _holder(path: Path) -> str:
 
 
 def claim(result: Path) -> str | None:
-    """Claim the run whose result goes to ``result``: None on success, else who holds it."""
+    """Claim the run whose result goes to ``result``: None on success, else who holds it. A store
+    that cannot take the claim (full, read-only) raises ``disk.DiskError`` and keeps no claim file."""
     path = claim_path(result)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _lock(path, create=True)
-    if fd is None:
-        return _holder(path)
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps({"owner": owner_tag(), "since": time.time()}).encode())
+    note = json.dumps({"owner": owner_tag(), "since": time.time()}).encode()
+    with disk.writing(path.parent, disk.RESULTS, len(note)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = _lock(path, create=True)
+        if fd is None:
+            return _holder(path)
+        try:
+            os.ftruncate(fd, 0)
+            if os.write(fd, note) != len(note):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        except OSError:
+            path.unlink(missing_ok=True)  # while still locked, as in release
+            os.close(fd)
+            raise
     _held[path] = fd
     return None
 
@@ -190,19 +247,28 @@ def leftovers(folder: Path, recursive: bool = True) -> list[Leftover]:
 
 
 def remove(leftover: Leftover) -> None:
-    """Remove one leftover; a claim only if it is still stale (a live process may just have taken it over)."""
+    """Remove one leftover; a claim only if it is still stale (a live process may just have taken it over).
+    A folder that refuses (read-only) raises ``disk.DiskError``."""
     path = leftover.path
-    if path.name.endswith(CLAIM_SUFFIX):
-        _unheld(path, remove=True)  # only if it is still unheld: a live process may just have taken it
-    elif path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+    with disk.writing(path.parent, "leave it: a leftover is never read as a result or a cache"):
+        if path.name.endswith(CLAIM_SUFFIX):
+            _unheld(path, remove=True)  # only if it is still unheld: a live process may just have taken it
+        elif path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def clean(folder: Path, recursive: bool = True) -> list[Leftover]:
-    """Remove what crashed processes left under ``folder``; returns what was removed."""
-    found = leftovers(folder, recursive)
-    for leftover in found:
-        remove(leftover)
-    return found
+    """Remove what crashed processes left under ``folder``; returns what was removed. A leftover
+    that cannot be removed (a read-only folder) stays: it is never read as a result or a cache."""
+    removed = []
+    for leftover in leftovers(folder, recursive):
+        try:
+            remove(leftover)
+        except disk.DiskError as err:
+            if err.errno not in disk.REFUSED:
+                raise
+            continue
+        removed.append(leftover)
+    return removed

@@ -6,6 +6,8 @@ file is either right or never looked up again.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 from pathlib import Path
 from typing import Callable
@@ -13,56 +15,101 @@ from typing import Callable
 import numpy as np
 from filelock import FileLock, Timeout
 
-from harness.core import owners
+from harness.core import disk, owners
 from harness.core.errors import HarnessError
 
 BUDGET_ENV, DEFAULT_BUDGET_GB = "BENCH_FEATURE_CACHE_GB", 20.0  # the feature cache's size limit
+CHUNK = 1 << 24  # bytes written at once where a file system cannot allocate ahead
 
 
-def _load(path: Path, shape: tuple[int, ...], dtype) -> np.ndarray | None:
+def _load(path: Path, shape: tuple[int, ...], dtype, say: bool = True) -> np.ndarray | None:
     """The finished array at ``path``, or None when it is missing or not what was asked for."""
     if not path.exists():
         return None
     try:
         arr = np.load(path, mmap_mode="r")
     except (OSError, ValueError) as err:  # damaged on disk: rebuilt, never trusted
-        print(f"{path}: unreadable cache file ({err}); building it again")
+        if say:
+            print(f"{path}: unreadable cache file ({err}); building it again")
         return None
     return arr if arr.shape == shape and arr.dtype == dtype else None
+
+
+def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    return int(np.prod(shape)) * dtype.itemsize
+
+
+def _used(path: Path, arr: np.ndarray) -> np.ndarray:
+    """``arr``, its file marked as recently used (the last to be evicted) where the folder allows."""
+    with contextlib.suppress(OSError):  # a read-only data root still serves its arrays
+        os.utime(path)
+    return arr
 
 
 def cached_array(path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], None],
                  dtype=np.float32) -> np.ndarray:
     """Memory-map ``path`` if it is complete, else build it with ``fill`` and publish atomically.
 
-    One process builds a cache file at a time (a file lock beside it); another one that needs
-    it waits, then maps the finished array instead of building it a second time.
+    A finished file is read without a lock (it was renamed into place whole), so a read-only data
+    root serves its warm caches. One process builds a cache file at a time (a file lock beside
+    it); another one that needs it waits, then maps the finished array instead of building it a
+    second time. A folder that cannot take the file (full, read-only) raises ``disk.DiskError``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    dtype = np.dtype(dtype)
+    if (found := _load(path, shape, dtype, say=False)) is not None:
+        return _used(path, found)
     owners.clean(path.parent, recursive=False)  # arrays half-written by crashed processes
     lock = FileLock(path.with_name(path.name + ".lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        print(f"waiting for another process that is building {path.name}")
-        lock.acquire()
-    try:
-        found = _load(path, shape, np.dtype(dtype))
-        if found is not None:
-            os.utime(path)  # recently used: the last to be evicted
-            return found
-        tmp = owners.temp_path(path)
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    with disk.writing(path.parent, disk.DATA, _nbytes(shape, dtype)):
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            fill(arr)
-            arr.flush()
-            del arr
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+            lock.acquire(timeout=0)
+        except Timeout:
+            print(f"waiting for another process that is building {path.name}")
+            lock.acquire()
+    try:
+        if (found := _load(path, shape, dtype)) is not None:
+            return _used(path, found)
+        _build(path, shape, fill, dtype)
         return np.load(path, mmap_mode="r")
     finally:
         lock.release()
+
+
+def _build(path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], None], dtype: np.dtype) -> None:
+    """Fill a temporary file whose blocks are all allocated first (``posix_fallocate``), so that a
+    disk that fills up fails here with ENOSPC, never later as SIGBUS in a write to the map."""
+    tmp = owners.temp_path(path)
+    try:
+        with disk.writing(path.parent, disk.DATA, _nbytes(shape, dtype)):
+            header = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            data = header.offset
+            del header  # unmapped before an error can keep it (and the file system) busy
+            _allocate(tmp, data)
+        arr = np.load(tmp, mmap_mode="r+")
+        fill(arr)
+        arr.flush()
+        del arr
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _allocate(path: Path, data: int) -> None:
+    """Give every byte of ``path`` its disk blocks, or raise ENOSPC; a file system that cannot
+    allocate ahead (EOPNOTSUPP) gets its array (from byte ``data``, after the header) written as zeros."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        total = os.fstat(fd).st_size
+        try:
+            os.posix_fallocate(fd, 0, total)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            for start in range(data, total, CHUNK):
+                os.pwrite(fd, bytes(min(CHUNK, total - start)), start)
+    finally:
+        os.close(fd)
 
 
 def make_room(folder: Path, incoming: int, budget: int) -> bool:

@@ -1,19 +1,24 @@
 """The dataset catalog: ``datasets.toml`` parsed into validated, frozen ``DatasetSpec``s.
 
-Every key is checked, so a typo is an error that names the file, the table and the
-closest valid key, never a silently ignored setting.
+Every key is checked when the catalog is loaded, before anything is read or written: a typo is an
+error that names the file, the table and the closest valid key, never a silently ignored setting;
+every number lies within ``BOUNDS``; every path a value makes stays inside its folder (``inside``,
+the one containment rule); templates and patterns are well-formed.
 """
 from __future__ import annotations
 
 import os
+import re
+import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from harness.core.errors import HarnessError
 from harness.core.paths import PROJECT_ROOT
-from harness.core.registry import Registry, check_name, did_you_mean
+from harness.core.registry import NAME, Registry, check_name, did_you_mean
+from harness.data.audio import MAX_RATE, MIN_RATE
 
 DEFAULT_CATALOG = PROJECT_ROOT / "datasets.toml"
 
@@ -24,12 +29,16 @@ METADATA_KEYS = {
     "filename": {"format", "pattern", "label", "recursive"},
     "folders": {"format"},
 }
+METADATA_REQUIRED = {"csv": {"path", "audio", "label"}, "filename": {"pattern", "label"}, "folders": set()}
+METADATA_TYPES = {"format": str, "path": str, "audio": str, "label": str, "fold": str, "where": dict,
+                  "pattern": str, "recursive": bool}
 FOLD_KEYS = {
     "official": {"protocol", "k"},
     "by_index": {"protocol", "k", "field", "size"},
     "stratified": {"protocol", "k", "seed"},
     "holdout": {"protocol", "k", "seed", "test_fraction"},  # k: folds of the split (1 / test_fraction)
 }
+FOLD_TYPES = {"protocol": str, "k": int, "field": str, "size": int, "seed": int, "test_fraction": (int, float)}
 TOP_KEYS = {
     "version", "kind", "source", "description", "url", "archive_sha256", "archive_root",
     "fingerprint", "sample_rate", "clip_seconds", "length_policy", "num_classes", "class_names",
@@ -42,7 +51,19 @@ TYPES = {
     "length_policy": str, "num_classes": int, "class_names": list, "metadata": dict, "folds": dict,
     "image_size": list, "per_class": int, "clips": int,
 }
-POSITIVE = ("sample_rate", "clip_seconds", "num_classes", "per_class", "clips")
+BOUNDS: dict[str, tuple[float, float, str]] = {  # key: (least, most, unit), both ends allowed; listed in the README
+    "sample_rate": (MIN_RATE, MAX_RATE, " Hz"),  # the rates the audio reader accepts
+    "clip_seconds": (0.01, 600, " s"),
+    "num_classes": (2, 100_000, ""),
+    "per_class": (1, 1_000, ""),  # clips per class of a synthetic dataset
+    "clips": (1, 10_000_000, ""),
+    "image_size": (8, 4096, " pixels"),  # each of height and width
+    "folds.k": (2, 100, ""),
+    "folds.size": (1, 1_000_000, ""),
+    "folds.seed": (0, 2**32 - 1, ""),
+    "folds.test_fraction": (0.01, 0.5, ""),
+}
+RESERVED = {"cache", "downloads"}  # folders of the data root the harness keeps for itself
 
 
 class CatalogError(HarnessError, ValueError):
@@ -87,6 +108,58 @@ class DatasetSpec:
         return [1] if self.folds["protocol"] == "holdout" else list(range(1, self.num_folds + 1))
 
 
+def inside(root: Path | None, relative: str, where: str, place: str = "",
+           error: type[HarnessError] = CatalogError) -> Path:
+    """``root / relative`` if it stays inside ``root``, else ``error`` naming ``where`` and the value."""
+    inside_all(root, [relative], where, place, error)
+    return Path(relative) if root is None else root / relative
+
+
+def inside_all(root: Path | None, relatives: Iterable[str], where: str, place: str = "",
+               error: type[HarnessError] = CatalogError) -> None:
+    """Raise ``error`` naming ``where`` and the value unless every one of ``relatives`` stays inside ``root``.
+
+    The one containment rule for every path made from a catalog value, a dataset name or a row of
+    metadata: lexically (not empty, not absolute, no ``..`` part), and, where a real ``root`` is
+    given (None at load, when it is not known yet), again after resolving symbolic links (each
+    folder once, on strings: a dataset lists thousands of files). ``place`` names the root in the
+    message (default: the root itself).
+    """
+    place, real = place or str(root), _Resolver()
+    top = real(str(root)).rstrip("/") if root is not None else ""
+    for relative in relatives:
+        problem = ("is empty" if not relative else "holds a NUL character" if "\0" in relative else
+                   "is an absolute path" if relative.startswith("/") else
+                   "has a '..' part" if ".." in relative.split("/") else "")
+        if problem:
+            raise error(f"{where} = {relative!r} {problem}: it must be a relative path inside {place}")
+        if root is None:
+            continue
+        try:
+            target = real(os.path.join(root, relative))
+        except (OSError, ValueError) as err:
+            raise error(f"{where} = {relative!r}: {root / relative} cannot be resolved ({err})") from None
+        if target != top and not target.startswith(top + "/"):
+            raise error(f"{where} = {relative!r} leads outside {place} through a symbolic link (to {target}); "
+                        f"copy the files in instead of linking them")
+
+
+class _Resolver:
+    """``os.path.realpath``, each folder resolved once: a file that is no link resolves to its
+    resolved folder and its own name."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        folder, name = os.path.split(path)
+        if name in ("", ".", "..") or os.path.islink(path):
+            return os.path.realpath(path)
+        if folder not in self.folders:
+            self.folders[folder] = os.path.realpath(folder)
+        return os.path.join(self.folders[folder], name)
+
+
 def _check_keys(where: str, keys: set[str], allowed: set[str]) -> None:
     for key in sorted(keys - allowed):
         raise CatalogError(f"{where}: unknown key {key!r}.{did_you_mean(key, sorted(allowed))}")
@@ -95,8 +168,116 @@ def _check_keys(where: str, keys: set[str], allowed: set[str]) -> None:
 def _check_choice(where: str, key: str, value: str, choices) -> None:
     if value not in choices:
         raise CatalogError(
-            f"{where}: {key} = {value!r} is not one of {', '.join(choices)}.{did_you_mean(value, list(choices))}"
+            f"{where}: {key} = {value!r} is not one of {', '.join(choices)}.{did_you_mean(str(value), list(choices))}"
         )
+
+
+def _check_types(where: str, table: dict[str, Any], types: dict[str, Any], prefix: str = "") -> None:
+    for key, value in table.items():
+        wanted = types.get(key, object)
+        if not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool):
+            raise CatalogError(f"{where}: {prefix}{key} must be of type {getattr(wanted, '__name__', 'number')}, "
+                               f"got {value!r}")
+
+
+def _check_bound(where: str, key: str, value: float) -> None:
+    least, most, unit = BOUNDS[key]
+    if not least <= value <= most:  # NaN too: it compares false
+        raise CatalogError(f"{where}: {key} = {value!r} is out of bounds: it must be at least {least:,} "
+                           f"and at most {most:,}{unit}")
+
+
+def _check_numbers(where: str, table: dict[str, Any], folds: dict[str, Any]) -> None:
+    """Every number within ``BOUNDS``; ``image_size`` is two whole numbers; ``folds.k`` is required."""
+    for key, value in table.items():
+        if key in BOUNDS and key != "image_size":
+            _check_bound(where, key, value)
+    size = table.get("image_size", [128, 128])
+    if len(size) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) for n in size):
+        raise CatalogError(f"{where}: image_size = {size!r} must be two whole numbers [height, width]")
+    for n in size:
+        _check_bound(where, "image_size", n)
+    _check_bound(where, "folds.k", folds.get("k", 0))
+    for key, value in folds.items():
+        if f"folds.{key}" in BOUNDS:
+            _check_bound(where, f"folds.{key}", value)
+
+
+def _check_folds(where: str, folds: dict[str, Any]) -> None:
+    _check_choice(where, "folds.protocol", folds.get("protocol", ""), list(FOLD_KEYS))
+    _check_keys(f"{where} folds", set(folds), FOLD_KEYS[folds["protocol"]])
+    _check_types(where, folds, FOLD_TYPES, "folds.")
+    if folds["protocol"] == "by_index" and not {"field", "size"} <= set(folds):
+        raise CatalogError(f"{where}: folds with protocol 'by_index' need field (the index) and size (indices per fold)")
+
+
+def _check_metadata(where: str, metadata: dict[str, Any], folds: dict[str, Any]) -> None:
+    _check_choice(where, "metadata.format", metadata.get("format", ""), list(METADATA_KEYS))
+    fmt = metadata["format"]
+    _check_keys(f"{where} metadata", set(metadata), METADATA_KEYS[fmt])
+    missing = METADATA_REQUIRED[fmt] - set(metadata)
+    if missing:
+        raise CatalogError(f"{where}: metadata of format {fmt!r} needs {', '.join(sorted(missing))}")
+    _check_types(where, metadata, METADATA_TYPES, "metadata.")
+    if fmt == "csv":
+        inside(None, metadata["path"], f"{where}: metadata.path", "the dataset's folder")
+        _check_template(f"{where}: metadata.audio", metadata["audio"])
+    if fmt == "filename":
+        _check_pattern(f"{where}: metadata.pattern", metadata["pattern"],
+                       [metadata["label"]] + ([folds["field"]] if folds["protocol"] == "by_index" else []))
+
+
+def _check_template(where: str, template: str) -> None:
+    """A clip's file from its CSV row: text and ``{column}`` fields, whose text stays inside the folder
+    (the file each row makes is checked again when the rows are read)."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise CatalogError(f"{where} = {template!r} is not a well-formed template ({err}); write a CSV column "
+                           f"as {{column}} and a literal brace as {{{{ or }}}}") from None
+    fields = [(name, spec, conversion) for _, name, spec, conversion in parts if name is not None]
+    for name, spec, conversion in fields:
+        if not name or name.isdigit() or any(c in name for c in ".[]") or spec or conversion:
+            raise CatalogError(f"{where} = {template!r}: a field must be a CSV column's name, as {{column}} "
+                               f"(no position, index, attribute, conversion or format)")
+    if not fields:
+        raise CatalogError(f"{where} = {template!r} names no CSV column, so every row would be the same file; "
+                           f"write e.g. 'audio/{{filename}}'")
+    inside(None, template, where, "the dataset's folder")
+
+
+def _check_pattern(where: str, pattern: str, groups: list[str]) -> None:
+    """A regular expression on file names (never a path: it only picks files inside the folder)."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as err:
+        raise CatalogError(f"{where} = {pattern!r} is not a valid regular expression ({err})") from None
+    for group in groups:
+        if group not in compiled.groupindex:
+            raise CatalogError(f"{where} = {pattern!r} has no group (?P<{group}>...), which the label or the "
+                               f"folds name")
+
+
+def _check_paths(where: str, name: str, table: dict[str, Any]) -> None:
+    """The folder in the data root, the archive's folder, the download's file name and class folders."""
+    source = table.get("source", name)
+    inside(None, source, f"{where}: source", "the data root")
+    if not NAME.fullmatch(source) or source in RESERVED:
+        reason = "a folder the harness keeps in the data root" if source in RESERVED else "not a dataset name"
+        raise CatalogError(f"{where}: source = {source!r} is {reason}: use the name of the folder in the data "
+                           f"root, lower-case letters, digits and _ (usually the table's own name)")
+    if table.get("archive_root"):
+        inside(None, table["archive_root"], f"{where}: archive_root", "the archive")
+    if table.get("url"):
+        if not re.match(r"https?://", table["url"]):
+            raise CatalogError(f"{where}: url = {table['url']!r} must start with https:// or http://")
+        inside(None, Path(table["url"]).name, f"{where}: url's file name", "the data root's downloads folder")
+    if table.get("metadata", {}).get("format") == "folders":
+        for cls in table.get("class_names", []):
+            inside(None, cls, f"{where}: class_names entry", "the dataset's folder")
+            if "/" in cls or cls == ".":
+                raise CatalogError(f"{where}: class_names entry = {cls!r} is not one folder's name: with metadata "
+                                   f"format 'folders' each class is a folder of the dataset's folder")
 
 
 def parse_spec(name: str, table: dict[str, Any], origin: str = "datasets.toml") -> DatasetSpec:
@@ -106,27 +287,18 @@ def parse_spec(name: str, table: dict[str, Any], origin: str = "datasets.toml") 
     missing = REQUIRED - set(table)
     if missing:
         raise CatalogError(f"{where}: missing required key(s) {', '.join(sorted(missing))}")
-    for key, value in table.items():
-        if not isinstance(value, TYPES[key]) or isinstance(value, bool):
-            raise CatalogError(f"{where}: {key} must be of type {getattr(TYPES[key], '__name__', 'number')}, got {value!r}")
-        if key in POSITIVE and value <= 0:
-            raise CatalogError(f"{where}: {key} must be positive, got {value!r}")
+    _check_types(where, table, TYPES)
     if not all(isinstance(n, str) for n in table.get("class_names", [])):
         raise CatalogError(f"{where}: class_names must be strings")
-    if not (isinstance(table["folds"].get("k", 0), int) and all(
-            isinstance(table["folds"].get(k, 0), (int, float)) for k in ("size", "seed", "test_fraction"))):
-        raise CatalogError(f"{where}: folds.k, size and seed must be integers")
     _check_choice(where, "kind", table["kind"], KINDS)
     _check_choice(where, "length_policy", table.get("length_policy", "pad"), LENGTH_POLICIES)
     folds = dict(table["folds"])
-    _check_choice(where, "folds.protocol", folds.get("protocol", ""), list(FOLD_KEYS))
-    _check_keys(f"{where} folds", set(folds), FOLD_KEYS[folds["protocol"]])
-    if int(folds.get("k", 0)) < 2:
-        raise CatalogError(f"{where}: folds.k must be at least 2")
+    _check_folds(where, folds)
+    _check_numbers(where, table, folds)
     metadata = dict(table.get("metadata", {}))
     if table["kind"] != "synthetic":
-        _check_choice(where, "metadata.format", metadata.get("format", ""), list(METADATA_KEYS))
-        _check_keys(f"{where} metadata", set(metadata), METADATA_KEYS[metadata["format"]])
+        _check_metadata(where, metadata, folds)
+    _check_paths(where, name, table)
     names = tuple(table.get("class_names", ()))
     if names and len(names) != table["num_classes"]:
         raise CatalogError(f"{where}: {len(names)} class_names but num_classes = {table['num_classes']}")
@@ -140,19 +312,33 @@ def parse_spec(name: str, table: dict[str, Any], origin: str = "datasets.toml") 
     )
 
 
+def _read_catalog(path: Path) -> dict[str, Any]:
+    """The catalog's tables; unreadable, non-UTF-8 or invalid TOML is one line naming the file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: no such dataset catalog") from None
+    except OSError as err:
+        raise CatalogError(f"{path}: cannot read the dataset catalog ({err.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise CatalogError(f"{path}: not UTF-8 text (byte {data[err.start]:#04x} at offset {err.start}, line "
+                           f"{line}); save the catalog as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise CatalogError(f"{path}: not valid TOML ({err})") from None
+
+
 def load_catalog(path: Path | str | None = None) -> Registry[DatasetSpec]:
     """Read a catalog file (default: ``$BENCH_DATASETS`` or the project's ``datasets.toml``)."""
     path = Path(path or os.environ.get("BENCH_DATASETS") or DEFAULT_CATALOG)
-    try:
-        tables = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise CatalogError(f"{path}: no such dataset catalog") from None
-    except tomllib.TOMLDecodeError as err:
-        raise CatalogError(f"{path}: not valid TOML ({err})") from None
     registry: Registry[DatasetSpec] = Registry("dataset")
-    for name, table in tables.items():
+    for name, table in _read_catalog(path).items():
         if not isinstance(table, dict):
             raise CatalogError(f"{path}: top-level key {name!r} must be a [table]")
         check_name("dataset", name, f"in {path}; a dataset's name is a folder of the data root and the result store")
-        registry.add(name, parse_spec(name, table, origin=path.name))
+        registry.add(name, parse_spec(name, table, origin=str(path)))
     return registry

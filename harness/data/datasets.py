@@ -21,9 +21,10 @@ from harness.data import folds as F
 from harness.data import synthetic
 from harness.data.cache import cached_array
 from harness.data.audio import RESAMPLER, decode_audio
-from harness.data.catalog import DatasetSpec
+from harness.data.catalog import DatasetSpec, inside, inside_all
 from harness.core.errors import DatasetError
 from harness.core.faults import crash_point
+from harness.core import disk
 
 IMAGE_SUFFIXES = {".png"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aif", ".aiff"}  # what soundfile decodes
@@ -32,7 +33,8 @@ DECODE_THREADS = min(16, os.cpu_count() or 1)  # files decoded at once when a da
 
 def data_root(override: str | Path | None = None) -> Path:
     """Where datasets and caches live: the argument, ``$BENCH_DATA_ROOT``, or the user cache dir."""
-    root = override or os.environ.get("BENCH_DATA_ROOT") or platformdirs.user_cache_dir("audio-bench")
+    root = override or os.environ.get("BENCH_DATA_ROOT") or \
+        disk.user_folder(platformdirs.user_cache_dir("audio-bench"), "BENCH_DATA_ROOT", "data root")
     return Path(root).expanduser()
 
 
@@ -94,7 +96,7 @@ def _assign_folds(spec: DatasetSpec, labels: np.ndarray, fields: list[dict[str, 
 
 
 def _csv_rows(spec: DatasetSpec, folder: Path) -> list[dict[str, str]]:
-    meta = folder / spec.metadata["path"]
+    meta = inside(folder, spec.metadata["path"], f"dataset {spec.name!r}: metadata.path", error=DatasetError)
     if not meta.is_file():
         raise DatasetError(f"{meta}: metadata file not found; run `bench fetch {spec.source}`")
     try:
@@ -114,9 +116,14 @@ EXCLUDED = ".excluded.tsv"  # files left out by `bench fetch --skip-bad`, with t
 MARKER = ".fingerprint"  # written into a dataset folder once its import is verified
 
 
+def dataset_folder(spec: DatasetSpec, root: Path) -> Path:
+    """``root / spec.source``, refused if a symbolic link takes it outside the data root."""
+    return inside(root, spec.source, f"dataset {spec.name!r}: source", "the data root", DatasetError)
+
+
 def verified_folder(spec: DatasetSpec, root: Path) -> Path:
     """The dataset's folder, if it was imported and verified against the declared fingerprint."""
-    folder = root / spec.source
+    folder = dataset_folder(spec, root)
     marker = folder / MARKER
     if not marker.is_file():
         raise DatasetError(
@@ -156,11 +163,11 @@ def list_clips(spec: DatasetSpec, folder: Path, skip: set[str] | None = None) ->
     skip = set(excluded_files(folder)) if skip is None else skip
     fmt = spec.metadata["format"]
     names = spec.class_names
+    where = str(folder / spec.metadata["path"]) if fmt == "csv" else str(folder)
     if fmt == "folders":
         names, files, labels, fields = _class_folders(spec, folder, skip)
     elif fmt == "csv":
         rows = _csv_rows(spec, folder)
-        where = str(folder / spec.metadata["path"])
         try:
             files = [spec.metadata["audio"].format(**r) for r in rows]
         except KeyError as err:
@@ -186,6 +193,7 @@ def list_clips(spec: DatasetSpec, folder: Path, skip: set[str] | None = None) ->
                            f"({fmt}); check datasets.toml's metadata against the folder")
     if len(names) != spec.num_classes:
         raise DatasetError(f"{folder}: found {len(names)} classes, {spec.name} declares {spec.num_classes}")
+    inside_all(folder, files, f"{where}: listed file", error=DatasetError)  # no row, no link leads outside
     labels = np.asarray(labels, dtype=np.int64)
     folds = _assign_folds(spec, labels, fields, str(folder))
     return ClipTable(ids=list(files), files=list(files), labels=labels, folds=folds, class_names=names,

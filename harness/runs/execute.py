@@ -38,8 +38,9 @@ from harness.runs.records import FailedRecord, Record, RunRecord
 from harness.runs.run import Run
 from harness.runs.sandboxed import (CPU_GFLOPS, CUDA_GFLOPS, Settings, Worker, WorkerError, WorkerFailed, memory_bytes,
                                     protected_roots, time_limit_for)
+from harness.core.disk import DiskError
 from harness.core.sandbox import SandboxUnavailable
-from harness.training.device import switches
+from harness.training.device import compile_cache, switches
 from harness.training.features import FeatureTable, cache_path, feature_table
 from harness.training.metrics import classification_metrics
 
@@ -224,9 +225,10 @@ def _worker(task: Task, run: Run, device: torch.device, data_root: Path | None, 
     readable = [weights] if weights else []
     cache = None
     if run.compiled and data_root is not None:  # shared only by runs that test on the same fold (no label reaches it)
-        cache = data_root / "compile-cache" / f"{run.submission}-{task.source.source_hash[:12]}" / \
+        cache = compile_cache(data_root) / f"{run.submission}-{task.source.source_hash[:12]}" / \
             f"{run.dataset}-fold{run.fold}"
-    return Worker(task.file, settings, device.type, protected_roots(data_root), readable, compile_cache=cache)
+    return Worker(task.file, settings, device.type, protected_roots(data_root), readable, compile_cache=cache,
+                  compiled=run.compiled)
 
 
 def _events(worker: Worker, features: Features, progress: Progress) -> Callable[[dict], None]:
@@ -296,11 +298,13 @@ SANDBOX = "landlock+seccomp+netns+pidns"  # what confined the run's worker (harn
 
 def attempt(task: Task | Callable[[], Task], spec: DatasetSpec, run: Run, device: torch.device,
             data_root: Path | None, progress: Progress = Progress(), settings: Settings = Settings()) -> Record:
-    """One run as a record: its result, or a failed record saying why (never an exception, but
-    ``SandboxUnavailable``: no run may start where the sandbox cannot be set up)."""
+    """One run as a record: its result, or a failed record saying why. Never an exception, but for
+    what no later run could get past either, which stops the sweep with one line and stores nothing:
+    ``SandboxUnavailable`` (no run may start where the sandbox cannot be set up) and ``DiskError``
+    (the data root cannot take a cache)."""
     try:
         return run_one(task() if callable(task) else task, spec, run, device, data_root, progress, settings=settings)
-    except SandboxUnavailable:
+    except (SandboxUnavailable, DiskError):
         raise
     except WorkerError as err:
         return FailedRecord(run, _refused(_memory(str(err), settings, device), settings), err.trace)

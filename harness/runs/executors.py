@@ -25,6 +25,9 @@ from typing import Callable, Iterator, Protocol
 
 import torch
 
+from harness.core.disk import DiskError
+from harness.core.errors import HarnessError
+from harness.core.sandbox import SandboxUnavailable
 from harness.data.catalog import DatasetSpec
 from harness.runs.execute import Progress, Task, attempt
 from harness.runs.records import FailedRecord, Record
@@ -113,6 +116,8 @@ class LocalPool:
                     job, attempts = busy.pop(index)
                     idle.append(index)
                     record = workers[index].take()
+                    if isinstance(record, HarnessError):  # the machine's problem, not the run's: stop here
+                        raise record
                     if record is None:  # the process died mid-run: a fresh one takes its slot
                         workers.pop(index).stop()
                         if attempts < MAX_ATTEMPTS:
@@ -177,4 +182,8 @@ def _serve(conn, pinned: str | None, threads: int, settings: Settings) -> None:
             job = conn.recv()
         except EOFError:  # the driver is gone
             return
-        conn.send(work(job, threads, settings))
+        try:
+            record = work(job, threads, settings)
+        except (SandboxUnavailable, DiskError) as err:  # raised again by the driver, which stops the sweep
+            record = err
+        conn.send(record)

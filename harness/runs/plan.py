@@ -6,6 +6,7 @@ skipped, claimed and stored the same way whichever command asked for it.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,12 +20,17 @@ from harness.data.datasets import load_dataset, verified_folder
 from harness.runs.described import Built, Submissions
 from harness.runs.executors import Executor, InProcess, LocalPool
 from harness.runs.grid import GridReport, Work, drive, plan
+from harness.runs import store
 from harness.runs.limit import SIDE_BY_SIDE, is_small
 from harness.runs.records import RunRecord
 from harness.runs.run import Run
 from harness.runs.slots import Placement, cpu_slots, gpu_slots, parse_gpus
 from harness.runs.sweep import Point
 from harness.training.device import resolve_compile, resolve_precision
+
+
+class PlanError(HarnessError):
+    """A plan that cannot run as asked; the message names the file and the fix."""
 
 
 @dataclass
@@ -95,10 +101,21 @@ def make_plan(points: list[Point], subs: Submissions, catalog: Registry[DatasetS
         runs = cell.runs(built, spec, resolve_precision(cell.precision, device),
                          resolve_compile(cell.compile, device, say, tiny))
         missing, _ = plan(subs, spec, runs, results_root)
+        _stored_inside(missing, results_root)
         per_gpu = placement.runs_per_gpu or (SIDE_BY_SIDE if tiny else 1)
         per_device = per_gpu if device.type == "cuda" else placement.workers or 1
         result.planned.append(Planned(point, built, spec, runs, missing, per_device, unavailable))
     return result
+
+
+def _stored_inside(runs: list[Run], results_root: Path) -> None:
+    """Stop before a run would be stored through a link out of the store (``store.link_out``): its
+    result would land outside it, and no reader of the store would read it back."""
+    for folder in dict.fromkeys(run.path(results_root).parent for run in runs):
+        if link := store.link_out(results_root, folder):
+            raise PlanError(f"{link}: a link out of the result store (to {os.path.realpath(link)}), where this plan "
+                            f"would store runs; nothing ran. Remove the link, or move what it points to into the "
+                            f"store (a store elsewhere is one whole folder: --results or BENCH_RESULTS)")
 
 
 def _describe_all(points: list[Point], subs: Submissions, catalog: Registry[DatasetSpec], sized: bool) -> None:

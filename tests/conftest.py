@@ -180,10 +180,11 @@ class ThreadWorker:
     "Worker", ThreadWorker)``): the same requests and answers, none of the confinement."""
 
     def __init__(self, submission_file, settings, device_type="cpu", protected=None, readable=(), writable=(),
-                 compile_cache=None):
+                 compile_cache=None, compiled=False):
         from harness.runs.sandboxed import Worker
 
-        self._real = Worker(submission_file, settings, device_type, protected, readable, writable, compile_cache)
+        self._real = Worker(submission_file, settings, device_type, protected, readable, writable, compile_cache,
+                            compiled)
         self.file = self._real.file
 
     def __enter__(self):

@@ -27,6 +27,7 @@ from harness.core import sandbox
 from harness.core.errors import HarnessError
 from harness.core.paths import PROJECT_ROOT
 from harness.runs import protocol, worker
+from harness.training.device import vec_isa_verdict
 
 MAX_MESSAGE = 64 * 2**20  # bytes: a worker's answer beyond this is refused unread
 START_TIMEOUT = 120.0  # seconds for a worker to start and confine itself
@@ -129,15 +130,19 @@ def policy_for(submission_file: Path, scratch: Path, writable: list[Path], devic
                           memory_bytes=memory, processes=settings.processes)
 
 
-def worker_env(scratch: Path, compile_cache: Path | None) -> dict[str, str]:
+def worker_env(scratch: Path, compile_cache: Path | None, device_type: str = "cpu",
+               compiled: bool = False) -> dict[str, str]:
     """The worker's whole environment: nothing of the driver's but what running needs (no
-    ``BENCH_RESULTS``, no data root, no tokens)."""
+    ``BENCH_RESULTS``, no data root, no tokens); a compiled CPU run also gets the driver's verdict
+    on the CPU's vector instructions (``vec_isa_verdict``)."""
     env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
     env.update(HOME=str(scratch), TMPDIR=str(scratch), USER="bench", LOGNAME="bench", PYTHONDONTWRITEBYTECODE="1",
                XDG_CACHE_HOME=str(scratch / "cache"), TORCH_HOME=str(scratch / "torch"), HF_HOME=str(scratch / "hf"),
                HF_HUB_OFFLINE="1", MPLCONFIGDIR=str(scratch / "mpl"))
     cache = compile_cache or scratch / "compile"
     env.update(TORCHINDUCTOR_CACHE_DIR=str(cache / "inductor"), TRITON_CACHE_DIR=str(cache / "triton"))
+    if compiled and device_type == "cpu":
+        env.update(vec_isa_verdict())
     return env
 
 
@@ -168,10 +173,11 @@ class Worker:
 
     def __init__(self, submission_file: Path, settings: Settings, device_type: str = "cpu",
                  protected: list[Path] | None = None, readable: list[Path] = (), writable: list[Path] = (),
-                 compile_cache: Path | None = None):
+                 compile_cache: Path | None = None, compiled: bool = False):
         self.file, self.settings, self.device_type = Path(submission_file), settings, device_type
         self.protected = protected or protected_roots()
         self.readable, self.writable, self.compile_cache = list(readable), list(writable), compile_cache
+        self.compiled = compiled
         self.process = self.conn = self.scratch = None
         self.confined = settings.confined
 
@@ -191,7 +197,7 @@ class Worker:
         policy = sandbox.Policy(**{**policy.__dict__, "read": policy.read + tuple(map(str, self.readable))})
         context = fork_server()
         self.conn, child = context.Pipe()
-        env = worker_env(self.scratch, self.compile_cache)
+        env = worker_env(self.scratch, self.compile_cache, self.device_type, self.compiled)
         self.process = context.Process(target=worker.keeper, args=(child, policy if self.confined else None, env),
                                        name=f"bench worker {self.file.name}", daemon=True)
         self.process.start()

@@ -120,6 +120,25 @@ def test_a_yaml_alias_bomb_is_refused_at_once_naming_the_file(tmp_path):
     assert dict(read_sweep(tmp_path / "shared.yaml").points[0].cell.overrides)["model_kwargs.width"][1][9] == ["lol"] * 10
 
 
+def test_bench_sweep_refuses_a_bomb_before_it_imports_torch(tmp_path):
+    """The whole command, not only the parse: under a second and 200 MB (torch alone is ~600 MB). Peak
+    memory is VmHWM: ru_maxrss survives exec, so a child of this test would report the test's own."""
+    (tmp_path / "bomb.yaml").write_text(bomb())
+    probe = ("import resource, sys, time; start = time.monotonic()\n"
+             "from harness.cli.commands import main\n"
+             "try:\n    main([*sys.argv[1:], '--dry-run'], 'bench')\n"
+             "except SystemExit as stop:\n"
+             "    print(stop.code, 'torch' in sys.modules, round(time.monotonic() - start, 2),\n"
+             "          [int(line.split()[1]) // 1024 for line in open('/proc/self/status') if line.startswith('VmHWM')][0],\n"
+             "          resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", probe, "sweep", str(tmp_path / "bomb.yaml")], capture_output=True,
+                          text=True, timeout=60)
+    code, torch_imported, seconds, megabytes, children = done.stdout.split()[-5:]
+    assert code == "1" and "holds more than 20,000 values" in done.stderr + done.stdout, done
+    assert torch_imported == "False" and children == "0", done.stdout  # no fork server started either
+    assert float(seconds) < 1 and int(megabytes) < 200, done.stdout
+
+
 def test_a_grid_of_ten_million_runs_is_refused_before_it_is_expanded(tmp_path):
     params = "".join(f"  {name}: {{values: [{', '.join(map(str, range(10)))}]}}\n"
                      for name in ("n_mels", "n_fft", "hop_length", "mixup", "width", "lr", "batch_size"))

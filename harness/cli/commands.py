@@ -20,7 +20,8 @@ from harness.runs.cells import Cell
 from harness.runs.sweep import MAX_RUNS
 from harness.runs.store import PUBLISHED_RESULTS, read_result, results_root
 
-SANDBOXED = {"run", "sweep", "check", "lock", "verify", "leaderboard", "list"}  # commands that start workers
+SANDBOXED = {"run", "check", "lock", "verify", "leaderboard", "list"}  # commands that start workers (and `sweep`,
+# which starts its fork server once its file is read: a hostile sweep file is refused before torch is imported)
 USER_ERRORS = (HarnessError, FileNotFoundError)  # anything else is a bug: its traceback shows
 DEFAULT_GRID = PROJECT_ROOT / "leaderboard" / "grid.yaml"
 DEVICE = click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
@@ -324,10 +325,14 @@ def sweep(obj: Context, sweep_file: Path, dry_run: bool, report: bool, max_runs:
     Without a file: the leaderboard's grid, leaderboard/grid.yaml. Interrupt at any time; the
     same command resumes, skipping finished runs.
     """
-    from harness.runs.plan import execute_plan
     from harness.runs.sweep import read_sweep
 
     plan_file = read_sweep(sweep_file, max_runs)
+    from harness.runs.plan import execute_plan
+    from harness.runs.sandboxed import fork_server
+
+    fork_server()  # imports torch in its own process while this one plans
+
     points = [dataclasses.replace(p, cell=dataclasses.replace(p.cell, precision=precision)) if precision else p
               for p in plan_file.points]
     dev, plan = _plan(obj, points, device, placement, skip_unavailable=True)

@@ -131,13 +131,24 @@ def run_named(run, spec, device: str = "cpu", subs=None, **kwargs):
     return run_one(task_for(subs, run, spec), spec, run, torch.device(device), settings=subs.settings, **kwargs)
 
 
-def grid_named(spec, runs_, results, device: str = "cpu", subs=None, **kwargs):
-    """``run_grid`` of the runs of one submission, as ``bench run`` drives them."""
+def grid_named(spec, runs_, results, device: str = "cpu", subs=None, data_root=None, workers: int = 1):
+    """Every missing run of one submission's grid, as ``bench run`` drives them: one at a time, or
+    ``workers`` at once (CPU cores split between them)."""
     import torch
+    from tqdm import tqdm
 
-    from harness.runs.grid import run_grid
+    from harness.runs.driver import Work, drive, plan
+    from harness.runs.executors import InProcess, LocalPool
+    from harness.runs.slots import cpu_slots
 
-    return run_grid(subs or submissions(), spec, runs_, torch.device(device), results, **kwargs)
+    subs, dev = subs or submissions(), torch.device(device)
+    slots = cpu_slots(workers, len(runs_), torch.get_num_threads()) if workers > 1 else []
+    executor = LocalPool(slots, subs.settings) if len(slots) > 1 else InProcess(dev, subs.settings)
+    missing, _ = plan(subs, spec, runs_, results)
+    name = runs_[0].submission if runs_ else ""
+    with tqdm(total=len(missing), desc=f"{name} on {spec.name}", unit="run", disable=not missing) as bar:
+        report, = drive([Work(name, spec, runs_)], executor, subs, dev, results, data_root, bar)
+    return report
 
 
 def copy_submission(name: str, folder: Path, edit=lambda text: text) -> Path:

@@ -260,7 +260,7 @@ def test_links_out_of_the_store_are_refused_alike_by_the_planner_the_board_and_d
     results, at = linked_store(tmp_path)
     out_why = f"a link out of the result store (to {tmp_path / 'elsewhere' / 'synthetic' / 'small_cnn'}): refused, not read"
     passwd_why = "a link out of the result store (to /etc/passwd): refused, not read"
-    # the planner reads a run's file by its path (harness.runs.grid.is_finished)
+    # the planner reads a run's file by its path (harness.runs.driver.is_finished)
     with pytest.raises(RecordError) as refused:
         store.load_record(at["folder out run"])
     assert str(refused.value) == f"{at['folder out run']}: its folder {at['folder out']} is {out_why}"

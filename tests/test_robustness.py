@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from harness.runs import store as R
 from harness.runs import execute as runner
-from harness.runs import grid as scheduling
+from harness.runs import driver as scheduling
 from harness.data.catalog import load_catalog
 from harness.cli.commands import main
 from harness.data.datasets import DatasetError, load_dataset

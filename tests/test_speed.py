@@ -5,7 +5,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from harness.runs import speed
+from harness.speed import benchmark as speed
 from harness.data.catalog import load_catalog
 from harness.cli.commands import main
 from harness.training.device import resolve_precision
@@ -81,7 +81,7 @@ def test_model_size_decides_what_auto_means_on_a_gpu():
     """Counted on the meta device: the ESC-50 ResNet-18 is 33.3 GFLOP per training sample (as
     measured by hand for the engine issue), the FSDD small CNN 0.16; only the latter is small."""
     from harness.runs.described import Variant
-    from harness.runs.limit import is_small
+    from harness.runs.flops import is_small
     from harness.training.device import resolve_compile
 
     catalog, subs = load_catalog(), submissions()

@@ -53,12 +53,6 @@ class Entry:
         values = [r.accuracy * 100 for r in self.records if r.run.fold == fold]
         return float(np.mean(values)) if values else None
 
-    def mean_curve(self) -> list[float]:
-        """Training loss per epoch averaged over the runs (over the epochs all of them have)."""
-        losses = [[row["train_loss"] for row in r.curves] for r in self.records]
-        shortest = min(map(len, losses))
-        return np.mean([loss[:shortest] for loss in losses], axis=0).tolist() if shortest else []
-
 
 Table = tuple[str, int]  # (dataset, epoch budget)
 

@@ -538,7 +538,7 @@ def speed(obj: Context, workload: str, steps: int | None, device: str, workers: 
           precision: str, compile: str):
     """Measure the engine against a seeds-style per-item pipeline and a minimal loop, in one process."""
     from harness.runs.provenance import hardware
-    from harness.runs.speed import WORKLOADS, measure, side_by_side, speed_table
+    from harness.speed.benchmark import WORKLOADS, measure, side_by_side, speed_table
     from harness.training.device import resolve_compile, resolve_device, use_compile_cache
 
     dev = resolve_device(device)
@@ -574,7 +574,7 @@ def speed_accuracy(obj: Context, submission: str, dataset: str, epochs: int | No
 
     The plain loop trains the submission in this process, outside the sandbox: pass --unsandboxed.
     """
-    from harness.runs.reference import engine_vs_plain_loop
+    from harness.speed.reference import engine_vs_plain_loop
     from harness.training.submission import get_submission
 
     if not obj.limits.get("unsandboxed"):

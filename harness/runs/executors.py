@@ -1,4 +1,4 @@
-"""Executors: where the runs of a plan train. The driver (``harness.runs.grid``) hands one an
+"""Executors: where the runs of a plan train. The driver (``harness.runs.driver``) hands one an
 iterator of jobs and gets back ``(job, record)`` pairs as runs finish; the driver alone claims
 runs and writes results, so resume, provenance and the single writer are the same whichever
 executor trained them.

@@ -56,7 +56,7 @@ def check_output_shape(sub: Submission, model: nn.Module, probe: torch.Tensor, n
 def model_gflop(sub: Submission, spec) -> float | None:
     """GFLOP per training sample of ``sub``'s model on ``spec``'s clips, counted on the meta
     device (no memory, no data); None when the model cannot be built there."""
-    from harness.runs.limit import flops_per_sample
+    from harness.runs.flops import flops_per_sample
 
     rate = sub.frontend.sample_rate or spec.sample_rate
     item = tuple(spec.image_size) if spec.kind == "image" else (round(rate * spec.clip_seconds),)

@@ -19,9 +19,9 @@ from harness.data.catalog import DatasetSpec
 from harness.data.datasets import load_dataset, verified_folder
 from harness.runs.described import Built, Submissions
 from harness.runs.executors import Executor, InProcess, LocalPool
-from harness.runs.grid import GridReport, Work, drive, plan
+from harness.runs.driver import GridReport, Work, drive, plan
 from harness.runs import store
-from harness.runs.limit import SIDE_BY_SIDE, is_small
+from harness.runs.flops import SIDE_BY_SIDE, is_small
 from harness.runs.records import RunRecord
 from harness.runs.run import Run
 from harness.runs.slots import Placement, cpu_slots, gpu_slots, parse_gpus

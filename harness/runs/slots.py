@@ -91,7 +91,7 @@ class Placement:
     Args:
         executor: ``local`` (this machine's GPUs or cores) or ``ray`` (a Ray instance or cluster).
         gpus: ``all`` or GPU indices like ``0,1`` (local executor on CUDA); default ``all``.
-        runs_per_gpu: runs sharing one GPU; None: 4 for small models, else 1 (``harness.runs.limit``).
+        runs_per_gpu: runs sharing one GPU; None: 4 for small models, else 1 (``harness.runs.flops``).
         workers: CPU runs at once, the cores split between them; None: 1 on the local executor,
             one per core on Ray.
         address: the Ray cluster to join (``auto`` or ``HOST:PORT``); None: a local Ray instance.

@@ -1,4 +1,4 @@
-"""A grid of runs: plan which are missing (a pure function of the runs and the store), then
+"""The driver: plan which runs are missing (a pure function of the runs and the store), then
 drive them through an executor (``harness.runs.executors``), storing each record as it comes back.
 
 The driver is the only writer: it claims a run (``harness.core.owners``) just before an
@@ -20,11 +20,10 @@ from harness.data.catalog import DatasetSpec
 from harness.runs import store
 from harness.runs.described import Submissions
 from harness.runs.execute import task_for
-from harness.runs.executors import Executor, InProcess, Job, LocalPool
+from harness.runs.executors import Executor, Job
 from harness.runs.provenance import current_check, origin_of
 from harness.runs.records import Record, RecordError, RunRecord
 from harness.runs.run import Run
-from harness.runs.slots import cpu_slots
 
 
 class GridInterrupted(KeyboardInterrupt):
@@ -77,21 +76,6 @@ class Work:
     runs: list[Run]
     label: str = ""
     runs_per_gpu: int = 1
-
-
-def run_grid(subs: Submissions, spec: DatasetSpec, runs: list[Run], device: torch.device, results_root: Path,
-             data_root: Path | None = None, workers: int = 1) -> GridReport:
-    """Run every missing run of one grid (one submission) on ``device``: one at a time, or
-    ``workers`` at once (CPU cores split between them)."""
-    from tqdm import tqdm
-
-    slots = cpu_slots(workers, len(runs), torch.get_num_threads()) if workers > 1 else []
-    executor = LocalPool(slots, subs.settings) if len(slots) > 1 else InProcess(device, subs.settings)
-    missing, _ = plan(subs, spec, runs, results_root)
-    name = runs[0].submission if runs else ""
-    with tqdm(total=len(missing), desc=f"{name} on {spec.name}", unit="run", disable=not missing) as bar:
-        report, = drive([Work(name, spec, runs)], executor, subs, device, results_root, data_root, bar)
-    return report
 
 
 def drive(work: list[Work], executor: Executor, subs: Submissions, device: torch.device, results_root: Path,

@@ -2,7 +2,7 @@
 ``DataLoader`` decodes every item from its WAV file every epoch, the front-end runs per batch,
 in fp32 with PyTorch's default memory layout (none of the four seeds uses mixed precision).
 
-``harness.runs.speed`` times it; ``plain_loop_accuracy`` trains a submission with it on a real
+``harness.speed.benchmark`` times it; ``plain_loop_accuracy`` trains a submission with it on a real
 fold (``bench speed-accuracy``), so the engine's accuracy can be checked against it.
 """
 from __future__ import annotations

@@ -28,8 +28,9 @@ from harness.data.audio import fit_length
 from harness.frontends.augment import global_stats, normalize_global
 from harness.frontends.features import LogMel
 from harness.runs.models import build_model
-from harness.runs.reference import WavItems, plain_step
-from harness.runs.limit import flops_per_sample, minimal_loop
+from harness.speed.reference import WavItems, plain_step
+from harness.runs.flops import flops_per_sample
+from harness.speed.minimal import minimal_loop
 from harness.training.device import autocast, place_model, resolve_precision
 from harness.training.features import compute_features
 from harness.training.loop import TrainContext, train_epochs

@@ -1,7 +1,10 @@
 """Seed 000: "Fine-tuning ResNet-18 for Audio Classification" (J. Hartquist, W&B report).
 
 Recipe (the report's final sweep configuration): 44.1 kHz audio; log-mel with n_fft 4096,
-win_length 2205, hop_length 308, 224 mels, f_max 18 kHz; global normalisation (mean/std of
+win_length 2205, hop_length 308, 224 mels, f_max 18 kHz, in dB relative to 1.0 with no floor
+(the report's ``train.py`` builds fastaudio's ``AudioToSpec``, whose ``AmplitudeToDB`` has
+``top_db=None``: the harness's default floor at 80 dB below each clip's maximum would put 58-75%
+of an FSDD clip's bins at the floor, up to 1.0 std apart after normalisation); global normalisation (mean/std of
 the training folds); mixup 0.1; batch 64; learning rate 1e-2; fastai ``fine_tune`` of an
 ImageNet model; 10, 20 and 80 epochs; 5 folds x 5 trials on ESC-50. The report names no
 numeric precision; fastai trains in fp32 unless told otherwise.
@@ -28,7 +31,7 @@ PROTOCOL = "ESC-50, 5 folds x 5 trials"
 
 def _fastaudio(model: str, batch_size: int = 64, published=None) -> Submission:
     return Submission(
-        frontend=LogMel(44100, n_fft=4096, win_length=2205, hop_length=308, n_mels=224, f_max=18000),
+        frontend=LogMel(44100, n_fft=4096, win_length=2205, hop_length=308, n_mels=224, f_max=18000, top_db=None),
         model=model,
         pretrained=True,
         fit=FineTune(freeze_epochs=1, lr_mult=100, groups=3),

@@ -79,3 +79,17 @@ def test_the_github_workflow_runs_the_readmes_test_command_the_locks_and_bench_c
     assert "make test" in readme and "run: make test" in workflow
     assert "bench verify --all" in workflow and 'bench check "$file"' in workflow
     assert 'bench verify --result "$file"' in workflow  # every result file a pull request adds or changes
+
+
+@pytest.mark.parametrize("name", ["fastaudio_resnet18", "fastaudio_resnet34", "fastaudio_densenet161"])
+def test_seed_000_log_mels_have_no_db_floor_as_fastaudio_had(name):
+    """The report's ``train.py`` builds fastaudio's ``AudioToSpec`` (``AmplitudeToDB(top_db=None)``):
+    a quiet bin keeps its level instead of being lifted to 80 dB below the clip's maximum."""
+    import torch
+
+    frontend = get_submission(name).frontend
+    assert frontend.top_db is None
+    t = torch.arange(44100) / 44100
+    clip = torch.cat([torch.sin(2 * torch.pi * 440 * t), 1e-6 * torch.sin(2 * torch.pi * 440 * t)])[None]
+    db = frontend(clip)
+    assert db.max() - db.min() > 100  # an 80 dB floor would cap the range at 80

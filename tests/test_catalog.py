@@ -1,6 +1,6 @@
 import pytest
 
-from harness.data.catalog import CatalogError, load_catalog, parse_spec
+from harness.data.catalog import LAYOUTS, CatalogError, load_catalog, parse_spec
 
 BASE = {"version": "1", "kind": "audio", "num_classes": 2, "class_names": ["a", "b"],
         "metadata": {"format": "folders"}, "folds": {"protocol": "stratified", "k": 5}}
@@ -29,3 +29,32 @@ def test_bad_entries_are_named_with_a_suggestion(change, message):
 def test_unknown_dataset_suggests_the_closest(tmp_path):
     with pytest.raises(KeyError, match="Did you mean 'fsdd'"):
         load_catalog().get("fsd")
+
+
+# --- every registered layout, its keys checked as it declares them (generated from the registry) ---
+
+@pytest.mark.parametrize("fmt", list(LAYOUTS))
+def test_a_key_outside_its_layout_is_refused_naming_file_dataset_and_its_keys(tmp_path, fmt):
+    layout = LAYOUTS.get(fmt)
+    typo = f"{sorted(layout.keys)[0]}s" if layout.keys else "label"
+    path = tmp_path / "datasets.toml"
+    path.write_text(f'[mine]\nversion = "1"\nkind = "audio"\nnum_classes = 2\nfolds = {{ protocol = "stratified", '
+                    f'k = 2 }}\nmetadata = {{ format = "{fmt}", {typo} = "x" }}\n')
+    keys = ", ".join(sorted({"format", *layout.keys}))
+    hint = f" Did you mean '{typo[:-1]}'?" if layout.keys else ""
+    with pytest.raises(CatalogError) as err:
+        load_catalog(path)
+    assert str(err.value) == f"{path} [mine]: unknown key {typo!r} in metadata of format {fmt!r}.{hint} Its keys: {keys}."
+
+
+@pytest.mark.parametrize("fmt, key", [(fmt, key) for fmt in LAYOUTS for key in LAYOUTS.get(fmt).required])
+def test_a_key_its_layout_requires_is_required(fmt, key):
+    metadata = {"format": fmt, **{k: "x" for k in LAYOUTS.get(fmt).required if k != key}}
+    with pytest.raises(CatalogError, match=f"metadata of format '{fmt}' needs {key}$"):
+        parse_spec("mine", {**BASE, "metadata": metadata})
+
+
+def test_a_format_that_is_no_registered_layout_is_refused_listing_the_layouts():
+    with pytest.raises(CatalogError, match=f"metadata.format = 'csvv' is not one of {', '.join(LAYOUTS)}. "
+                                           f"Did you mean 'csv'"):
+        parse_spec("mine", {**BASE, "metadata": {"format": "csvv"}})

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli.commands import main
+from harness.data.catalog import LAYOUTS
 
 from conftest import write_wav
 
@@ -247,6 +248,18 @@ def test_templates_patterns_and_paths_are_checked_at_load(tmp_path, changes, mes
     before = files(tmp_path)
     out = bench(tmp_path, cat, "fetch", "mine", "--from", str(tmp_path / "src"))
     refused(out, f"{cat} [mine]: {message}")
+    assert files(tmp_path) == before
+
+
+@pytest.mark.parametrize("fmt, key", [(fmt, key) for fmt in LAYOUTS for key in LAYOUTS.get(fmt).paths])
+@pytest.mark.parametrize("value, problem", [("../outside", "has a '..' part"), ("/etc/passwd", "is an absolute path")])
+def test_every_layouts_paths_stay_inside_the_dataset_folder(tmp_path, fmt, key, value, problem):
+    """Generated from the layout registry: each key a layout declares a file of the folder."""
+    metadata = {"format": fmt, **{k: "x" for k in LAYOUTS.get(fmt).required}, key: value}
+    cat = catalog(tmp_path, "mine", metadata=metadata)
+    before = files(tmp_path)
+    refused(bench(tmp_path, cat, "fetch", "mine"), f"{cat} [mine]: metadata.{key} = {value!r} {problem}: it must be "
+                                                   f"a relative path inside the dataset's folder")
     assert files(tmp_path) == before
 
 

@@ -167,6 +167,15 @@ def test_metadata_without_the_needed_column(tmp_path):
         fetch(load_catalog(tmp_path / "csv.toml").get("csvset"), tmp_path / "data", from_path=src)
 
 
+def test_metadata_without_the_label_column(tmp_path):
+    (tmp_path / "csv.toml").write_text(CSV_CATALOG.format().replace('label = "category"', 'label = "class"'))
+    src = tmp_path / "csvsrc"
+    write_wav(src / "audio" / "c0.wav")
+    (src / "meta.csv").write_text("filename,category,fold\nc0.wav,a,1\n")
+    with pytest.raises(DatasetError, match=r"meta.csv: no column 'class' \(metadata.label\); its columns: filename, cat"):
+        fetch(load_catalog(tmp_path / "csv.toml").get("csvset"), tmp_path / "data", from_path=src)
+
+
 def test_misspelt_catalog_key_via_the_cli(tmp_path):
     (tmp_path / "bad.toml").write_text('[x]\nversion = "1"\nkind = "synthetic"\nnum_clases = 2\n')
     out = CliRunner().invoke(main, ["--datasets", str(tmp_path / "bad.toml"), "list"])

@@ -4,18 +4,24 @@ Every key is checked when the catalog is loaded, before anything is read or writ
 error that names the file, the table and the closest valid key, never a silently ignored setting;
 every number lies within ``BOUNDS``; every path a value makes stays inside its folder (``inside``,
 the one containment rule); templates and patterns are well-formed.
+
+A dataset's ``metadata`` names its layout (``LAYOUTS``): each ``Layout`` declares the keys its
+metadata takes, their check, and how its clips are listed from the folder. The catalog's checks and
+``datasets.list_clips`` both read it, so a new layout is one ``register_layout`` call.
 """
 from __future__ import annotations
 
+import csv
+import inspect
 import os
 import re
 import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from harness.core.errors import HarnessError
+from harness.core.errors import DatasetError, HarnessError
 from harness.core.paths import PROJECT_ROOT
 from harness.core.registry import NAME, Registry, check_name, did_you_mean
 from harness.data.audio import MAX_RATE, MIN_RATE
@@ -24,14 +30,8 @@ DEFAULT_CATALOG = PROJECT_ROOT / "datasets.toml"
 
 KINDS = ("audio", "image", "synthetic")
 LENGTH_POLICIES = ("pad", "crop", "loop")
-METADATA_KEYS = {
-    "csv": {"format", "path", "audio", "label", "fold", "where"},
-    "filename": {"format", "pattern", "label", "recursive"},
-    "folders": {"format"},
-}
-METADATA_REQUIRED = {"csv": {"path", "audio", "label"}, "filename": {"pattern", "label"}, "folders": set()}
-METADATA_TYPES = {"format": str, "path": str, "audio": str, "label": str, "fold": str, "where": dict,
-                  "pattern": str, "recursive": bool}
+IMAGE_SUFFIXES = {".png"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aif", ".aiff"}  # what soundfile decodes
 FOLD_KEYS = {
     "official": {"protocol", "k"},
     "by_index": {"protocol", "k", "field", "size"},
@@ -160,9 +160,12 @@ class _Resolver:
         return os.path.join(self.folders[folder], name)
 
 
-def _check_keys(where: str, keys: set[str], allowed: set[str]) -> None:
+def _check_keys(where: str, keys: set[str], allowed: set[str], table: str = "") -> None:
+    """Refuse a key not in ``allowed``; naming the ``table`` also lists the keys it takes."""
     for key in sorted(keys - allowed):
-        raise CatalogError(f"{where}: unknown key {key!r}.{did_you_mean(key, sorted(allowed))}")
+        listed = f" in {table}" if table else ""
+        known = f" Its keys: {', '.join(sorted(allowed))}." if table else ""
+        raise CatalogError(f"{where}: unknown key {key!r}{listed}.{did_you_mean(key, sorted(allowed))}{known}")
 
 
 def _check_choice(where: str, key: str, value: str, choices) -> None:
@@ -211,20 +214,21 @@ def _check_folds(where: str, folds: dict[str, Any]) -> None:
         raise CatalogError(f"{where}: folds with protocol 'by_index' need field (the index) and size (indices per fold)")
 
 
-def _check_metadata(where: str, metadata: dict[str, Any], folds: dict[str, Any]) -> None:
-    _check_choice(where, "metadata.format", metadata.get("format", ""), list(METADATA_KEYS))
-    fmt = metadata["format"]
-    _check_keys(f"{where} metadata", set(metadata), METADATA_KEYS[fmt])
-    missing = METADATA_REQUIRED[fmt] - set(metadata)
+def _check_metadata(where: str, table: dict[str, Any]) -> None:
+    """``metadata`` against its layout: a registered format, only the layout's keys, those it needs,
+    their types, its paths inside the dataset's folder, then the layout's own check."""
+    metadata = table.get("metadata", {})
+    _check_choice(where, "metadata.format", metadata.get("format", ""), list(LAYOUTS))
+    layout = LAYOUTS.get(metadata["format"])
+    _check_keys(where, set(metadata), {"format", *layout.keys}, f"metadata of format {layout.name!r}")
+    missing = set(layout.required) - set(metadata)
     if missing:
-        raise CatalogError(f"{where}: metadata of format {fmt!r} needs {', '.join(sorted(missing))}")
-    _check_types(where, metadata, METADATA_TYPES, "metadata.")
-    if fmt == "csv":
-        inside(None, metadata["path"], f"{where}: metadata.path", "the dataset's folder")
-        _check_template(f"{where}: metadata.audio", metadata["audio"])
-    if fmt == "filename":
-        _check_pattern(f"{where}: metadata.pattern", metadata["pattern"],
-                       [metadata["label"]] + ([folds["field"]] if folds["protocol"] == "by_index" else []))
+        raise CatalogError(f"{where}: metadata of format {layout.name!r} needs {', '.join(sorted(missing))}")
+    _check_types(where, metadata, {"format": str, **layout.keys}, "metadata.")
+    for key in layout.paths:
+        if key in metadata:
+            inside(None, metadata[key], f"{where}: metadata.{key}", "the dataset's folder")
+    layout.check(where, table)
 
 
 def _check_template(where: str, template: str) -> None:
@@ -259,7 +263,7 @@ def _check_pattern(where: str, pattern: str, groups: list[str]) -> None:
 
 
 def _check_paths(where: str, name: str, table: dict[str, Any]) -> None:
-    """The folder in the data root, the archive's folder, the download's file name and class folders."""
+    """The folder in the data root, the archive's folder and the download's file name."""
     source = table.get("source", name)
     inside(None, source, f"{where}: source", "the data root")
     if not NAME.fullmatch(source) or source in RESERVED:
@@ -272,12 +276,6 @@ def _check_paths(where: str, name: str, table: dict[str, Any]) -> None:
         if not re.match(r"https?://", table["url"]):
             raise CatalogError(f"{where}: url = {table['url']!r} must start with https:// or http://")
         inside(None, Path(table["url"]).name, f"{where}: url's file name", "the data root's downloads folder")
-    if table.get("metadata", {}).get("format") == "folders":
-        for cls in table.get("class_names", []):
-            inside(None, cls, f"{where}: class_names entry", "the dataset's folder")
-            if "/" in cls or cls == ".":
-                raise CatalogError(f"{where}: class_names entry = {cls!r} is not one folder's name: with metadata "
-                                   f"format 'folders' each class is a folder of the dataset's folder")
 
 
 def parse_spec(name: str, table: dict[str, Any], origin: str = "datasets.toml") -> DatasetSpec:
@@ -297,7 +295,7 @@ def parse_spec(name: str, table: dict[str, Any], origin: str = "datasets.toml") 
     _check_numbers(where, table, folds)
     metadata = dict(table.get("metadata", {}))
     if table["kind"] != "synthetic":
-        _check_metadata(where, metadata, folds)
+        _check_metadata(where, table)
     _check_paths(where, name, table)
     names = tuple(table.get("class_names", ()))
     if names and len(names) != table["num_classes"]:
@@ -342,3 +340,144 @@ def load_catalog(path: Path | str | None = None) -> Registry[DatasetSpec]:
         check_name("dataset", name, f"in {path}; a dataset's name is a folder of the data root and the result store")
         registry.add(name, parse_spec(name, table, origin=str(path)))
     return registry
+
+
+# --- layouts: how a dataset's folder lists its clips -------------------------------------
+
+@dataclass(frozen=True)
+class Listing:
+    """What a layout reads from a dataset's folder: each clip's file (relative to the folder), its
+    label as written (a class name, or its index in ``class_names``) and the fields its folds read.
+
+    ``names``: the classes where the layout knows them apart from the labels (a folder per class);
+    else they are the declared ``class_names`` or the labels, sorted. ``where``: the metadata file
+    messages name (none: they name the folder, or the clip's own file).
+    """
+
+    files: list[str]
+    labels: list[str]
+    fields: list[dict[str, str]]
+    names: tuple[str, ...] = ()
+    where: str = ""
+
+
+def _no_check(where: str, table: dict[str, Any]) -> None:
+    """A layout whose values need no check beyond their types."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One ``metadata.format``: the keys its metadata takes besides ``format``, each with its type;
+    ``list_clips(spec, folder, skip)``, which reads the folder, leaving out the files in ``skip``; the
+    keys it requires; the keys whose values are files of the dataset's folder (``paths``, each
+    refused at load unless it stays inside the folder); and ``check(where, table)`` of the
+    values when the catalog loads (``table``: the dataset's whole table; raise ``CatalogError``
+    starting with ``where``)."""
+
+    name: str
+    keys: dict[str, type]
+    list_clips: Callable[[DatasetSpec, Path, set[str]], Listing]
+    required: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    check: Callable[[str, dict[str, Any]], None] = _no_check
+
+
+def _origin(layout: Layout) -> str:
+    code = getattr(layout.list_clips, "__code__", None)
+    return f"{inspect.getsourcefile(layout.list_clips)}:{code.co_firstlineno}" if code else repr(layout.list_clips)
+
+
+LAYOUTS: Registry[Layout] = Registry("dataset layout", _origin)
+
+
+def register_layout(layout: Layout) -> Layout:
+    """Register ``layout`` under its name; a second layout of that name is an error naming both."""
+    return LAYOUTS.add(layout.name, layout)
+
+
+def _csv_rows(spec: DatasetSpec, folder: Path) -> list[dict[str, str]]:
+    meta = inside(folder, spec.metadata["path"], f"dataset {spec.name!r}: metadata.path", error=DatasetError)
+    if not meta.is_file():
+        raise DatasetError(f"{meta}: metadata file not found; run `bench fetch {spec.source}`")
+    try:
+        with open(meta, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise DatasetError(f"{meta}: not a readable CSV file ({err})") from None
+    for line, row in enumerate(rows, start=2):
+        if None in row.values() or None in row:
+            raise DatasetError(f"{meta}: row {line} has {'missing' if None in row.values() else 'extra'} cells")
+    where = {col: [str(v) for v in (val if isinstance(val, list) else [val])]  # CSV cells are text: fold = 4 is "4"
+             for col, val in spec.metadata.get("where", {}).items()}
+    return [r for r in rows if all(r.get(col) in accepted for col, accepted in where.items())]
+
+
+def _check_duplicates(files: list[str], where: str) -> None:
+    seen: dict[str, int] = {}
+    for row, name in enumerate(files, start=2):  # row 1 is the header
+        if name in seen:
+            raise DatasetError(f"{where}: duplicate rows for {name!r} (rows {seen[name]} and {row}); keep one")
+        seen[name] = row
+
+
+def _list_csv(spec: DatasetSpec, folder: Path, skip: set[str]) -> Listing:
+    """A row per clip: ``audio`` makes its file from the row, ``label`` is its column; ``where`` keeps
+    matching rows (ESC-50, UrbanSound8K)."""
+    where = str(folder / spec.metadata["path"])
+    rows = _csv_rows(spec, folder)
+    try:
+        files = [spec.metadata["audio"].format(**r) for r in rows]
+    except KeyError as err:
+        raise DatasetError(f"{where}: no column {err} (needed by metadata.audio)") from None
+    _check_duplicates(files, where)
+    rows, label = [r for r, f in zip(rows, files) if f not in skip], spec.metadata["label"]
+    if rows and label not in rows[0]:
+        raise DatasetError(f"{where}: no column {label!r} (metadata.label); its columns: {', '.join(rows[0])}")
+    return Listing([f for f in files if f not in skip], [r[label] for r in rows], rows, where=where)
+
+
+def _check_csv(where: str, table: dict[str, Any]) -> None:
+    _check_template(f"{where}: metadata.audio", table["metadata"]["audio"])
+
+
+def _list_by_name(spec: DatasetSpec, folder: Path, skip: set[str]) -> Listing:
+    """The files whose names match ``pattern``, in the folder (or below it: ``recursive``); its named
+    groups give the label and the fields the folds read (FSDD)."""
+    pattern = re.compile(spec.metadata["pattern"])
+    found = folder.rglob("*") if spec.metadata.get("recursive") else folder.iterdir()
+    files = sorted(p.relative_to(folder).as_posix() for p in found
+                   if p.is_file() and pattern.match(p.name) and p.relative_to(folder).as_posix() not in skip)
+    fields = [pattern.match(Path(f).name).groupdict() for f in files]
+    return Listing(files, [f[spec.metadata["label"]] for f in fields], fields)
+
+
+def _check_by_name(where: str, table: dict[str, Any]) -> None:
+    metadata, folds = table["metadata"], table["folds"]
+    _check_pattern(f"{where}: metadata.pattern", metadata["pattern"],
+                   [metadata["label"]] + ([folds["field"]] if folds["protocol"] == "by_index" else []))
+
+
+def _list_class_folders(spec: DatasetSpec, folder: Path, skip: set[str]) -> Listing:
+    """One folder per class (its name), the class's files anywhere below it: images for an image
+    dataset, audio files for an audio one (Speech Commands, GTZAN, RAVDESS by actor)."""
+    suffixes = IMAGE_SUFFIXES if spec.kind == "image" else AUDIO_SUFFIXES
+    names = spec.class_names or tuple(sorted(p.name for p in folder.iterdir()
+                                             if p.is_dir() and not p.name.startswith(".")))
+    files = [p.relative_to(folder).as_posix() for c in names for p in sorted((folder / c).rglob("*"))
+             if p.suffix.lower() in suffixes and p.relative_to(folder).as_posix() not in skip]
+    return Listing(files, [f.split("/")[0] for f in files], [{} for _ in files], names)
+
+
+def _check_class_folders(where: str, table: dict[str, Any]) -> None:
+    for cls in table.get("class_names", []):
+        inside(None, cls, f"{where}: class_names entry", "the dataset's folder")
+        if "/" in cls or cls == ".":
+            raise CatalogError(f"{where}: class_names entry = {cls!r} is not one folder's name: with metadata "
+                               f"format 'folders' each class is a folder of the dataset's folder")
+
+
+register_layout(Layout("csv", {"path": str, "audio": str, "label": str, "fold": str, "where": dict}, _list_csv,
+                       required=("path", "audio", "label"), paths=("path",), check=_check_csv))
+register_layout(Layout("filename", {"pattern": str, "label": str, "recursive": bool}, _list_by_name,
+                       required=("pattern", "label"), check=_check_by_name))
+register_layout(Layout("folders", {}, _list_class_folders, check=_check_class_folders))

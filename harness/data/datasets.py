@@ -6,10 +6,8 @@ split's fingerprint; after the first call no audio file is read again.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +19,11 @@ from harness.data import folds as F
 from harness.data import synthetic
 from harness.data.cache import cached_array
 from harness.data.audio import RESAMPLER, decode_audio
-from harness.data.catalog import DatasetSpec, inside, inside_all
+from harness.data.catalog import LAYOUTS, DatasetSpec, inside, inside_all
 from harness.core.errors import DatasetError
 from harness.core.faults import crash_point
 from harness.core import disk
 
-IMAGE_SUFFIXES = {".png"}
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aif", ".aiff"}  # what soundfile decodes
 DECODE_THREADS = min(16, os.cpu_count() or 1)  # files decoded at once when a dataset is first cached
 
 
@@ -95,23 +91,6 @@ def _assign_folds(spec: DatasetSpec, labels: np.ndarray, fields: list[dict[str, 
         raise DatasetError(f"{where}: cannot assign folds ({err})") from None
 
 
-def _csv_rows(spec: DatasetSpec, folder: Path) -> list[dict[str, str]]:
-    meta = inside(folder, spec.metadata["path"], f"dataset {spec.name!r}: metadata.path", error=DatasetError)
-    if not meta.is_file():
-        raise DatasetError(f"{meta}: metadata file not found; run `bench fetch {spec.source}`")
-    try:
-        with open(meta, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except (csv.Error, UnicodeDecodeError) as err:
-        raise DatasetError(f"{meta}: not a readable CSV file ({err})") from None
-    for line, row in enumerate(rows, start=2):
-        if None in row.values() or None in row:
-            raise DatasetError(f"{meta}: row {line} has {'missing' if None in row.values() else 'extra'} cells")
-    where = {col: [str(v) for v in (val if isinstance(val, list) else [val])]  # CSV cells are text: fold = 4 is "4"
-             for col, val in spec.metadata.get("where", {}).items()}
-    return [r for r in rows if all(r.get(col) in accepted for col, accepted in where.items())]
-
-
 EXCLUDED = ".excluded.tsv"  # files left out by `bench fetch --skip-bad`, with their reasons
 MARKER = ".fingerprint"  # written into a dataset folder once its import is verified
 
@@ -147,46 +126,19 @@ def excluded_files(folder: Path) -> dict[str, str]:
     return dict(line.split("\t", 1) for line in path.read_text().splitlines() if "\t" in line)
 
 
-def _check_duplicates(files: list[str], where: str) -> None:
-    seen: dict[str, int] = {}
-    for row, name in enumerate(files, start=2):  # row 1 is the header
-        if name in seen:
-            raise DatasetError(f"{where}: duplicate rows for {name!r} (rows {seen[name]} and {row}); keep one")
-        seen[name] = row
-
-
 def list_clips(spec: DatasetSpec, folder: Path, skip: set[str] | None = None) -> ClipTable:
-    """Read the metadata of a dataset folder into a ``ClipTable`` (no audio is decoded).
+    """Read the metadata of a dataset folder into a ``ClipTable`` (no audio is decoded), through the
+    loader of its layout (``catalog.LAYOUTS``).
 
     Files in ``skip`` (default: those an import excluded) are left out of the table.
     """
     skip = set(excluded_files(folder)) if skip is None else skip
     fmt = spec.metadata["format"]
-    names = spec.class_names
-    where = str(folder / spec.metadata["path"]) if fmt == "csv" else str(folder)
-    if fmt == "folders":
-        names, files, labels, fields = _class_folders(spec, folder, skip)
-    elif fmt == "csv":
-        rows = _csv_rows(spec, folder)
-        try:
-            files = [spec.metadata["audio"].format(**r) for r in rows]
-        except KeyError as err:
-            raise DatasetError(f"{where}: no column {err} (needed by metadata.audio)") from None
-        _check_duplicates(files, where)
-        rows = [r for r, f in zip(rows, files) if f not in skip]
-        files = [f for f in files if f not in skip]
-        names = names or tuple(sorted({r[spec.metadata["label"]] for r in rows}))
-        labels = [_label_index(spec, names, r[spec.metadata["label"]], where) for r in rows]
-        fields = rows
-    else:  # filename: the pattern's named groups give the label (and fields for folds)
-        pattern = re.compile(spec.metadata["pattern"])
-        found = folder.rglob("*") if spec.metadata.get("recursive") else folder.iterdir()
-        files = sorted(p.relative_to(folder).as_posix() for p in found
-                       if p.is_file() and pattern.match(p.name) and p.relative_to(folder).as_posix() not in skip)
-        fields = [pattern.match(Path(f).name).groupdict() for f in files]
-        names = names or tuple(sorted({fld[spec.metadata["label"]] for fld in fields}))
-        labels = [_label_index(spec, names, fld[spec.metadata["label"]], str(folder / name))
-                  for name, fld in zip(files, fields)]
+    listing = LAYOUTS.get(fmt).list_clips(spec, folder, skip)
+    files, where = listing.files, listing.where or str(folder)
+    names = spec.class_names or listing.names or tuple(sorted(set(listing.labels)))
+    labels = np.asarray([_label_index(spec, names, value, listing.where or str(folder / file))
+                         for file, value in zip(files, listing.labels)], dtype=np.int64)
     if not files:
         kind = "audio files (.wav, .flac, .ogg, .aiff)" if spec.kind == "audio" else "clips"
         raise DatasetError(f"{folder}: no {kind} found for {spec.name} in the layout metadata declares "
@@ -194,21 +146,9 @@ def list_clips(spec: DatasetSpec, folder: Path, skip: set[str] | None = None) ->
     if len(names) != spec.num_classes:
         raise DatasetError(f"{folder}: found {len(names)} classes, {spec.name} declares {spec.num_classes}")
     inside_all(folder, files, f"{where}: listed file", error=DatasetError)  # no row, no link leads outside
-    labels = np.asarray(labels, dtype=np.int64)
-    folds = _assign_folds(spec, labels, fields, str(folder))
+    folds = _assign_folds(spec, labels, listing.fields, str(folder))
     return ClipTable(ids=list(files), files=list(files), labels=labels, folds=folds, class_names=names,
                      derived_names=not spec.class_names)
-
-
-def _class_folders(spec: DatasetSpec, folder: Path, skip: set[str]):
-    """One folder per class (its name), the class's files anywhere below it: images for an image
-    dataset, audio files for an audio one (Speech Commands, GTZAN, RAVDESS by actor)."""
-    suffixes = IMAGE_SUFFIXES if spec.kind == "image" else AUDIO_SUFFIXES
-    names = spec.class_names or tuple(sorted(p.name for p in folder.iterdir()
-                                             if p.is_dir() and not p.name.startswith(".")))
-    files = [p.relative_to(folder).as_posix() for c in names for p in sorted((folder / c).rglob("*"))
-             if p.suffix.lower() in suffixes and p.relative_to(folder).as_posix() not in skip]
-    return names, files, [names.index(f.split("/")[0]) for f in files], [{} for _ in files]
 
 
 # --- decoding ----------------------------------------------------------------------------
@@ -303,9 +243,3 @@ def answer_key(spec: DatasetSpec, root: Path | None = None) -> AnswerKey | None:
         return AnswerKey(table.labels, table.folds, table.fingerprint)
     except DatasetError:
         return None
-
-
-def current_fold_fingerprint(spec: DatasetSpec, root: Path | None = None) -> str | None:
-    """The fold fingerprint of the data as it is now, or None if the data is not available."""
-    key = answer_key(spec, root)
-    return key.fingerprint if key else None

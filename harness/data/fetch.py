@@ -18,7 +18,7 @@ from pathlib import Path
 
 from harness.core import owners
 from harness.data.audio import inspect_audio
-from harness.data.catalog import DatasetSpec, inside
+from harness.data.catalog import LAYOUTS, DatasetSpec, inside
 from harness.data.datasets import (EXCLUDED, MARKER, DatasetError, dataset_folder, decode_image, list_clips,
                                    verified_folder)
 from harness.core.owners import temp_path
@@ -164,7 +164,8 @@ def _publish(spec: DatasetSpec, source_dir: Path, root: Path, skip_bad: bool = F
         listing = "\n  ".join(f"{rel}: {why}" for rel, why in sorted(bad.items()))
         raise DatasetError(f"{len(bad)} bad file(s) in {source_dir}, nothing was imported:\n  {listing}\n"
                            f"Fix or remove them, or run `bench fetch {spec.source} --skip-bad` to leave them out.")
-    extra = [spec.metadata["path"]] if spec.metadata.get("format") == "csv" else []
+    extra = [spec.metadata[key] for key in LAYOUTS.get(spec.metadata["format"]).paths if key in spec.metadata] \
+        if spec.metadata.get("format") else []  # a layout's own files (a CSV of clips) come along
     final = dataset_folder(spec, root)
     staging = temp_path(final)  # tagged: removed by a later fetch if this process dies
     staging.mkdir()

@@ -10,9 +10,13 @@
 
 Every combination of the values is one point; a point is a ``Cell`` (its folds and trials are
 the ``fold`` and ``trial`` values), so a sweep runs, resumes and stores exactly like ``bench
-run``. A file may hold several sweeps as YAML documents separated by ``---`` (the leaderboard's
-grid is one such file). Only ``method: grid`` exists here: random and Bayesian search choose
-runs from results as they come in, which a reproducible plan cannot.
+run``. The points are those of W&B's own grid engine (the ``sweeps`` package, which
+tests/test_sweep_wandb.py compares with this): a value repeated in ``values`` is one point (1 and
+1.0 too; true and 1 are two), a ``min``/``max`` range is of whole numbers, max included, with min
+< max, and ``distribution: q_uniform`` is ``np.arange(min, max, q)``, max excluded; what W&B's
+grid refuses is refused. A file may hold several sweeps as YAML documents separated by ``---``
+(the leaderboard's grid is one such file). Only ``method: grid`` exists here: random and Bayesian
+search choose runs from results as they come in, which a reproducible plan cannot.
 
 A sweep file is input from anyone, so it is bounded before anything is built from it: at most
 ``MAX_SWEEP_BYTES``, ``MAX_DEPTH`` levels of nesting, ``MAX_VALUES`` YAML values once its aliases
@@ -22,8 +26,11 @@ counts before any point is made.
 """
 from __future__ import annotations
 
+import collections.abc
+import functools
 import itertools
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -37,7 +44,10 @@ ALIASES = {"trial_num": "trial"}  # seed 000's sweep files
 OPTIONS = ("random_init", "precision", "compile")  # a cell's options, settable per sweep
 WANDB_KEYS = ("method", "parameters", "program", "project", "entity", "name", "description", "metric",
               "command", "early_terminate", "run_cap")  # accepted; only method and parameters mean anything here
-SPEC_KEYS = ("value", "values", "min", "max", "distribution")
+SPEC_KEYS = ("value", "values", "min", "max", "q", "distribution")
+FORMS = {"value": ("constant",), "values": ("categorical",), "min": ("int_uniform", "q_uniform")}  # W&B's grid's
+WRITE = ("write {value: V}, {values: [V, ...]}, {min: A, max: B} (whole numbers, A < B) or "
+         "{distribution: q_uniform, min: A, max: B, q: STEP}; W&B's grid expands no other form")
 MAX_SWEEP_BYTES = 256_000    # the largest real sweep file (leaderboard/grid.yaml) is 2 KB
 MAX_VALUES = 20_000          # YAML values once aliases are expanded; the largest real file holds a few hundred
 MAX_DEPTH = 32               # lists and mappings within each other; a sweep nests 5
@@ -194,20 +204,106 @@ def _parameters(where: str, doc: Any) -> dict[str, Sequence[Any]]:
 
 
 def _values(where: str, spec: Any) -> Sequence[Any]:
-    if not isinstance(spec, dict) or set(spec) - set(SPEC_KEYS) or not set(spec) & {"value", "values", "min"}:
-        raise SweepError(f"{where}: write {{value: V}}, {{values: [V, ...]}} or {{min: A, max: B}} (whole numbers)")
-    if "value" in spec:
+    """A parameter's values as W&B's grid expands them."""
+    form = _form(where, spec)
+    if form == "value":
         return [spec["value"]]
-    if "values" in spec:
-        if not isinstance(spec["values"], list) or not spec["values"]:
-            raise SweepError(f"{where}: `values` must be a non-empty list")
-        return list(spec["values"])
+    if form == "values":
+        return _distinct(where, spec["values"])
+    return _steps(where, spec) if spec.get("distribution") == "q_uniform" else _whole_range(where, spec)
+
+
+def _form(where: str, spec: Any) -> str:
+    """Which of ``value``, ``values`` and ``min`` a spec is, refused where W&B's grid has no such form."""
+    forms = [k for k in FORMS if k in spec] if isinstance(spec, dict) else []
+    if len(forms) != 1 or set(spec) - set(SPEC_KEYS):
+        raise SweepError(f"{where}: {WRITE}")
+    form, distribution = forms[0], spec.get("distribution")
+    if extra := sorted(set(spec) - {form, "distribution"} - ({"max", "q"} if form == "min" else set())):
+        raise SweepError(f"{where}: `{extra[0]}` does not go with `{form}` (W&B's grid refuses the pair); {WRITE}")
+    if distribution is not None and distribution not in FORMS[form]:
+        instead = "list the values with `values`" if form == "min" else "leave `distribution` out"
+        raise SweepError(f"{where}: a grid expands `{form}` as {' or '.join(FORMS[form])}, not distribution "
+                         f"{distribution!r}; W&B's grid refuses it too: {instead}")
+    if "q" in spec and distribution != "q_uniform":
+        raise SweepError(f"{where}: `q` goes only with `distribution: q_uniform` (W&B's grid refuses it otherwise)")
+    return form
+
+
+def _distinct(where: str, values: Any) -> list[Any]:
+    """``values`` with a repeated value once, as W&B's grid has it: in the order first written, each value as
+    last written (what W&B's run is given: 1.0 of ``[1, 1.0]``)."""
+    if not isinstance(values, list) or not values:
+        raise SweepError(f"{where}: `values` must be a non-empty list (W&B's grid refuses an empty one too)")
+    return list({_identity(v): v for v in values}.values())
+
+
+def _identity(value: Any) -> Any:
+    """What W&B's grid tells values apart by: their YAML (its ``yaml_hash``), a whole float as its int (sweeps
+    0.3), so 1 and 1.0 are one value but true and 1, or '1' and 1, are two."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return type(value).__name__, "nan" if value != value else value  # YAML writes every NaN as .nan
+    import yaml
+
+    return yaml.dump(value, Dumper=getattr(yaml, "CDumper", yaml.Dumper), default_flow_style=True, sort_keys=True)
+
+
+def _whole_range(where: str, spec: dict) -> range:
+    """``{min: A, max: B}``: A..B, B included (W&B's int_uniform)."""
     low, high = spec.get("min"), spec.get("max")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)) or low > high \
-            or spec.get("distribution", "int_uniform") != "int_uniform":
-        raise SweepError(f"{where}: a grid expands only whole-number ranges (min <= max, both integers); "
-                         f"list float values with `values`")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
+        raise SweepError(f"{where}: a grid expands only whole-number ranges (min < max, both integers) and q_uniform "
+                         f"steps; W&B's grid refuses this one too (a float range is its `uniform`): list float "
+                         f"values with `values`")
+    _check_order(where, low, high)
+    if high - low >= sys.maxsize:  # a range this long has no len()
+        raise SweepError(f"{where}: {high - low + 1:,} values, more than any sweep can run; narrow the range")
     return range(low, high + 1)  # counted by the size check before anything is expanded
+
+
+def _steps(where: str, spec: dict) -> Sequence[Any]:
+    """``{distribution: q_uniform, min: A, max: B, q: STEP}``: W&B's ``np.arange(A, B, STEP)``, B excluded."""
+    low, high, q = spec.get("min"), spec.get("max"), spec.get("q", 1.0)  # W&B's default q
+    number = lambda v: isinstance(v, float) and math.isfinite(v) or \
+        isinstance(v, int) and not isinstance(v, bool) and -2 ** 63 <= v < 2 ** 63  # what numpy can make
+    if not all(map(number, (low, high, q))) or q <= 0 or not math.isfinite((high - low) / q):
+        raise SweepError(f"{where}: q_uniform takes numbers min < max and a step q > 0, as W&B's grid does")
+    _check_order(where, low, high)
+    return _Steps(where, low, high, q)
+
+
+def _check_order(where: str, low: float, high: float) -> None:
+    if low >= high:
+        one = f"; write {{value: {low}}} for that one value" if low == high else ""
+        raise SweepError(f"{where}: min {low} is not less than max {high}, which W&B's grid refuses{one}")
+
+
+class _Steps(collections.abc.Sequence):
+    """A q_uniform parameter's values, counted as numpy counts them (ceil((max - min) / q)) so that the size
+    check refuses a huge one before any is made, and made by numpy, as W&B makes them."""
+
+    def __init__(self, where: str, low: float, high: float, q: float):
+        self.where, self.bounds, self.count = where, (low, high, q), math.ceil((high - low) / q)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.values[index]
+
+    def __iter__(self) -> Any:
+        return iter(self.values)
+
+    @functools.cached_property
+    def values(self) -> list[Any]:
+        import numpy as np
+
+        try:
+            return np.arange(*self.bounds).tolist()
+        except (ValueError, OverflowError) as err:  # integers past int64
+            raise SweepError(f"{self.where}: q_uniform cannot make these values ({err})") from None
 
 
 def _points(path: Path, document: int, grid: dict[str, Sequence[Any]]) -> list[Point]:

@@ -137,14 +137,14 @@ def grid_named(spec, runs_, results, device: str = "cpu", subs=None, data_root=N
     import torch
     from tqdm import tqdm
 
-    from harness.runs.driver import Work, drive, plan
+    from harness.runs.driver import Work, drive, judged, plan
     from harness.runs.executors import InProcess, LocalPool
     from harness.runs.slots import cpu_slots
 
     subs, dev = subs or submissions(), torch.device(device)
     slots = cpu_slots(workers, len(runs_), torch.get_num_threads()) if workers > 1 else []
-    executor = LocalPool(slots, subs.settings) if len(slots) > 1 else InProcess(dev, subs.settings)
-    missing, _ = plan(subs, spec, runs_, results)
+    executor = LocalPool(slots, subs.settings) if len(slots) > 1 else InProcess(settings=subs.settings)
+    missing, _ = plan(runs_, results, judged(subs, [spec], data_root))
     name = runs_[0].submission if runs_ else ""
     with tqdm(total=len(missing), desc=f"{name} on {spec.name}", unit="run", disable=not missing) as bar:
         report, = drive([Work(name, spec, runs_)], executor, subs, dev, results, data_root, bar)

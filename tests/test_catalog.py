@@ -58,3 +58,47 @@ def test_a_format_that_is_no_registered_layout_is_refused_listing_the_layouts():
     with pytest.raises(CatalogError, match=f"metadata.format = 'csvv' is not one of {', '.join(LAYOUTS)}. "
                                            f"Did you mean 'csv'"):
         parse_spec("mine", {**BASE, "metadata": {"format": "csvv"}})
+
+
+def test_a_catalog_of_ones_own_adds_to_the_projects(tmp_path):
+    own = tmp_path / "mine.toml"
+    own.write_text('[mine]\nversion = "1"\nkind = "synthetic"\nnum_classes = 2\nclass_names = ["a", "b"]\n'
+                   'folds = { protocol = "stratified", k = 2 }\n')
+    catalog = load_catalog(own)
+    assert {"mine", "synthetic", "fsdd", "esc50"} <= set(catalog)
+    assert catalog.get("mine").origin == str(own) and catalog.get("fsdd").origin.endswith("datasets.toml")
+
+
+def test_a_name_in_both_catalogs_names_both_files(tmp_path):
+    own = tmp_path / "mine.toml"
+    own.write_text('[fsdd]\nversion = "1"\nkind = "synthetic"\nnum_classes = 2\nclass_names = ["a", "b"]\n'
+                   'folds = { protocol = "stratified", k = 2 }\n')
+    with pytest.raises(CatalogError, match=rf"^{own} \[fsdd\]: dataset 'fsdd' is also declared in \S*datasets.toml; "
+                                           "a catalog of one's own adds to the project's"):
+        load_catalog(own)
+
+
+def test_an_import_names_the_catalog_that_declares_the_dataset(tmp_path, tiny_catalog):
+    from harness.data.fetch import fetch
+
+    from conftest import make_digit_folder
+
+    catalog = tiny_catalog()
+    _, report = fetch(load_catalog(catalog).get("tiny"), tmp_path / "data", from_path=make_digit_folder(tmp_path / "src"))
+    assert f"to [tiny] in {catalog} to pin it for everyone" in report
+
+
+def test_datasets_is_taken_after_the_subcommand_and_list_suggests_a_fetch_that_works(tmp_path):
+    from click.testing import CliRunner
+
+    from harness.cli.commands import main
+
+    own = tmp_path / "mine.toml"
+    table = ('version = "1"\nkind = "audio"\nsource = "x"\nsample_rate = 8000\nclip_seconds = 0.5\nnum_classes = 2\n'
+             'metadata = { format = "folders" }\nfolds = { protocol = "stratified", k = 2 }\n')
+    own.write_text(f"[first]\n{table}\n[second]\n{table}")
+    out = CliRunner().invoke(main, ["list", "--datasets", str(own), "--data-root", str(tmp_path / "data")])
+    assert out.exit_code == 0, out.output
+    rows = {line.split("|")[1].strip(): line for line in out.output.splitlines() if line.startswith("|")}
+    assert {"first", "second", "synthetic", "fsdd"} <= set(rows)
+    assert "no: bench fetch first" in rows["first"] and "no: bench fetch second" in rows["second"]  # not `fetch x`

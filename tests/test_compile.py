@@ -81,17 +81,23 @@ def test_a_frozen_stage_leaves_the_body_out_of_the_optimiser_eager_or_compiled()
     assert loop.steps_per_epoch(10, 4) == 2
 
 
-def test_a_model_is_compiled_once_per_architecture_and_each_run_gets_its_own_weights():
+def test_a_model_is_compiled_once_per_architecture_and_holder_and_each_run_gets_its_own_weights():
     make = lambda seed: torch.manual_seed(seed) and get_submission("small_cnn").model(num_classes=6)
-    first, second = make(1), make(2)
-    a = device.place_model(first, torch.device("cpu"), 4, compile_model=True)
-    b = device.place_model(second, torch.device("cpu"), 4, compile_model=True)
+    first, second, third = make(1), make(2), make(3)
+    held = device.CompiledModels()
+    a = device.place_model(first, torch.device("cpu"), 4, compile_model=True, compiled=held)
+    b = device.place_model(second, torch.device("cpu"), 4, compile_model=True, compiled=held)
     assert b is a and a._orig_mod is first  # the same compiled module ...
     for name, value in second.state_dict().items():  # ... holding the second run's initial weights
         assert torch.equal(first.state_dict()[name], value)
     other = device.place_model(get_submission("small_cnn").model(num_classes=7), torch.device("cpu"), 4,
-                               compile_model=True)
+                               compile_model=True, compiled=held)
     assert other is not a  # another head size is another architecture
+    # the cache is its holder's: another holder, or none, compiles afresh and leaves the first alone
+    assert device.place_model(third, torch.device("cpu"), 4, compile_model=True) is not a
+    assert device.place_model(make(4), torch.device("cpu"), 4, compile_model=True,
+                              compiled=device.CompiledModels()) is not a
+    assert not hasattr(device, "_compiled")
 
 
 def test_compile_auto_is_on_for_cuda_where_it_works_and_says_why_not(monkeypatch):

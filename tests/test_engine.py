@@ -2,6 +2,8 @@
 
 The CUDA tests run only where torch sees a GPU; CI has none, so they are skipped there.
 """
+import os
+
 import pytest
 import torch
 
@@ -29,6 +31,22 @@ def test_features_stream_from_host_memory_only_when_they_do_not_fit(monkeypatch,
 
 def test_features_stay_on_the_cpu_device_whatever_their_size():
     assert features._feature_home(torch.device("cpu"), 2**50) == torch.device("cpu")
+
+
+def test_cublas_gets_its_fixed_workspace_where_cuda_is_used_before_cuda_starts(monkeypatch, tmp_path):
+    from harness.runs.sandboxed import worker_env
+    from harness.training.device import switches
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")  # and restored afterwards, whatever switches set
+    initialised = torch.cuda.is_initialized()
+    with switches(torch.device("cuda")):
+        assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == ":4096:8"
+        assert torch.cuda.is_initialized() == initialised  # set without starting CUDA
+    assert worker_env(tmp_path, None, "cuda")["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"  # a CUDA run's worker has it
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    with switches(torch.device("cuda")):
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"  # the user's own stays
 
 
 @cuda

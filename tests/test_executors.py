@@ -69,8 +69,9 @@ def test_a_worker_is_pinned_to_the_physical_gpu_behind_its_index():
 def test_placements_are_checked_when_made():
     assert Placement("ray", address="auto").address == "auto"
     for kwargs, says in ((dict(executor="slurm"), "use one of local, ray"), (dict(runs_per_gpu=0), "at least 1"),
-                         (dict(gpus="0;1"), "GPU indices"), (dict(address="auto"), "add --executor ray"),
-                         (dict(executor="ray", gpus="0"), "Ray places runs")):
+                         (dict(gpus="0;1"), "GPU indices"),
+                         (dict(address="auto"), "--executor local takes no --address .*; --address is for --executor ray"),
+                         (dict(executor="ray", gpus="0"), "--executor ray takes no --gpus .*is for --executor local")):
         with pytest.raises(PlacementError, match=says):
             Placement(**kwargs)
     out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--runs-per-gpu", "0"])
@@ -79,6 +80,70 @@ def test_placements_are_checked_when_made():
     assert out.exit_code == 1 and "on the CPU, --workers N runs N at once" in out.output
     with pytest.raises(PlacementError, match="with --runs-per-gpu"):
         Placement(workers=2).check_device("cuda")
+
+
+def test_every_executor_is_one_registry_entry_that_the_cli_placement_and_plan_read(monkeypatch, tmp_path):
+    import importlib
+
+    from harness.runs import executors, plan as planning
+    from harness.runs.slots import EXECUTORS, ExecutorKind
+
+    for name in EXECUTORS:  # each factory is where its entry says
+        module, _, function = EXECUTORS.get(name).factory.partition(":")
+        assert callable(getattr(importlib.import_module(module), function))
+    class Idle:  # an executor that runs nothing
+        def results(self, jobs, status):
+            return iter(())
+
+    made = []
+    monkeypatch.setitem(EXECUTORS._items, "idle", ExecutorKind("runs nothing", "harness.runs.executors:idle"))
+    monkeypatch.setattr(executors, "idle", lambda *args: made.append(args) or Idle(), raising=False)
+    option = next(p for p in main.commands["sweep"].params if p.name == "executor")  # made when the CLI loaded
+    assert list(option.type.choices) == ["local", "ray"] and \
+        option.help == "local: this machine's GPUs or cores; ray: a Ray instance or cluster (pip install -e '.[ray]')."
+    with pytest.raises(PlacementError, match="--executor idle takes no --address"):
+        Placement("idle", address="auto")
+    (tmp_path / "s.yaml").write_text(SWEEP)
+    placement, subs = Placement("idle", workers=1), submissions()
+    plan = make_plan(read_sweep(tmp_path / "s.yaml").points, subs, load_catalog(), data_root(), tmp_path, CPU, placement)
+    execute_plan(plan, subs, CPU, tmp_path, None, "test", placement=placement)
+    assert [(args[0], args[2], args[3]) for args in made] == [(placement, 6, 1)]  # all six runs, one per device
+
+
+def test_with_nothing_left_to_run_no_executor_is_made_and_ray_is_never_reached(monkeypatch, tmp_path):
+    from harness.runs import ray_executor
+    from harness.runs.plan import Plan, Planned
+    from harness.runs.run import Run
+
+    def reached(*args, **kwargs):
+        raise AssertionError("Ray was started or joined with nothing to run")
+
+    monkeypatch.setattr(ray_executor, "_ray", reached)
+    monkeypatch.setattr(ray_executor, "RayCluster", reached)
+    spec = load_catalog().get("synthetic")
+    finished = Planned(None, None, spec, [Run("small_cnn", "synthetic", 1, 1, 1)], [], 1)
+    reports = execute_plan(Plan([finished]), submissions(), CPU, tmp_path / "results", None, "test",
+                           placement=Placement("ray"))
+    assert len(reports) == 1 and not reports[0].done
+    monkeypatch.undo()
+    monkeypatch.setattr(ray_executor, "_ray", reached)  # nor when the driver's runs were all taken meanwhile
+    assert list(ray_executor.RayCluster().results(iter([]), lambda job, text: None)) == []
+
+
+def test_a_job_trains_on_its_own_device_whichever_executor_runs_it(monkeypatch):
+    from harness.runs import executors
+    from harness.runs.executors import InProcess, Job, device_of
+    from harness.runs.run import Run
+
+    run = Run("small_cnn", "synthetic", 1, 1, 1)
+    job = lambda kind: Job(None, None, run, kind, None)
+    assert device_of(job("cpu")) == CPU and device_of(job("cpu"), 1) == CPU
+    assert device_of(job("cuda")) == torch.device("cuda") and device_of(job("cuda"), 1) == torch.device("cuda", 1)
+    seen = []
+    monkeypatch.setattr(executors, "attempt", lambda ex: seen.append(ex.device))
+    for executor, kind in ((InProcess(), "cpu"), (InProcess(1), "cuda"), (InProcess(1), "cpu")):
+        list(executor.results(iter([job(kind)]), lambda job, text: None))
+    assert seen == [CPU, torch.device("cuda", 1), CPU]
 
 
 # --- the executors give the serial results ---------------------------------------------------

@@ -116,8 +116,8 @@ def stored(tmp_path):
     return report.done[0]
 
 
-def reasons(tmp_path, fingerprints=None):
-    _, excluded = collect(tmp_path / "results", submissions(), load_catalog(), fingerprints)
+def reasons(tmp_path, splits=None):
+    _, excluded = collect(tmp_path / "results", submissions(), load_catalog(), splits)
     return [why for _, why in excluded if "small_cnn" in str(_)]
 
 
@@ -148,7 +148,12 @@ def test_verify_result_refuses_a_run_that_no_longer_matches_the_code(tmp_path, s
 
 
 def test_changed_fold_split_makes_a_result_stale(tmp_path, stored):
-    assert reasons(tmp_path, {"synthetic": "another split"}) == ["stale: fold split changed since this run"]
+    from harness.data.datasets import AnswerKey, answer_key
+    from harness.runs.verdict import Splits
+
+    now = answer_key(load_catalog().get("synthetic"))
+    other = Splits(known={"synthetic": AnswerKey(now.labels, now.folds, "another split")})
+    assert [why.split(" (")[0] for why in reasons(tmp_path, other)] == ["stale: fold split changed since this run"]
 
 
 def test_the_test_fold_never_reaches_training(tmp_path, monkeypatch):

@@ -6,7 +6,6 @@ import torch
 from click.testing import CliRunner
 
 from harness.runs import execute as runner
-from harness.core.errors import HarnessError
 from harness.training import device, loop
 from harness.data.catalog import load_catalog
 from harness.cli.commands import main
@@ -129,8 +128,8 @@ def test_auto_precision_is_fp32_on_every_cpu_and_bf16_only_on_request(monkeypatc
     assert device.resolve_precision("bf16", cpu) == "bf16" and device.resolve_precision("fp32", cpu) == "fp32"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert device.resolve_precision("auto", torch.device("cuda")) == "bf16"
-    with pytest.raises(HarnessError, match="unknown precision 'fp16'; use one of auto, bf16, fp32"):
-        device.resolve_precision("fp16", cpu)
+    out = CliRunner().invoke(main, ["run", "-s", "small_cnn", "--precision", "fp16"])  # checked where it is made
+    assert out.exit_code == 2 and "'fp16' is not one of 'auto', 'bf16', 'fp32'" in out.output
 
 
 def test_a_nan_loss_in_bf16_says_that_fp32_is_the_fix(monkeypatch):
@@ -161,6 +160,30 @@ def test_runs_of_two_precisions_are_two_leaderboard_rows_each_showing_its_precis
 def test_every_commands_help_exits_cleanly(command):
     out = CliRunner().invoke(main, [command, "--help"])
     assert out.exit_code == 0 and "Usage:" in out.output and "Error" not in out.output
+
+
+def test_the_files_that_cannot_be_imported_are_held_by_the_folder_that_tried_them(tmp_path, capsys):
+    from harness.training import submission
+
+    (tmp_path / "typo.py").write_text("from harness import Submission\n\ndef oops(:\n    pass\n")
+    folder = submission.SubmissionFolder(tmp_path)
+    folder.load(), folder.load()
+    assert list(folder.broken) == [str(tmp_path / "typo.py")]
+    assert capsys.readouterr().err.count("skipped a broken submission file") == 1  # said once, tried once
+    with pytest.raises(submission.SubmissionError, match="it may be in a file that cannot be imported: .*typo.py"):
+        folder.get("oops")
+    assert not submission.SubmissionFolder(tmp_path).broken and not hasattr(submission, "BROKEN")  # no process state
+
+
+def test_the_help_names_the_result_store_the_code_uses(tmp_path, monkeypatch):
+    from harness.runs.store import results_root
+
+    monkeypatch.delenv("BENCH_RESULTS")
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    default = results_root()  # what a command stores into without --results or BENCH_RESULTS
+    said = " ".join(CliRunner().invoke(main, ["--help"]).output.split())
+    assert f"~/{default.relative_to(tmp_path).as_posix()}" in said and "in the project" not in said
 
 
 def test_a_run_that_resamples_names_the_resampler_in_its_config(tmp_path, tiny_catalog):

@@ -47,8 +47,21 @@ def tiny_context(epochs=3, on_epoch=lambda e, r: None) -> TrainContext:
     x, y = torch.randn(32, 1, 4, 4), torch.arange(32) % 2
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
     sub = get_submission("small_cnn").with_recipe(batch_size=8, lr=1e-2)
-    return TrainContext(sub, model, x, y, x[:8], y[:8], epochs, 2, torch.device("cpu"), torch.Generator().manual_seed(0),
-                        on_epoch)
+    return TrainContext(submission=sub, model=model, x=x, y=y, x_val=x[:8], y_val=y[:8], epochs=epochs, num_classes=2,
+                        device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
+                        progress=loop.Progress(on_epoch=on_epoch))
+
+
+def test_a_context_is_made_by_name_and_tells_its_progress_each_epoch_and_step():
+    ctx = tiny_context()
+    with pytest.raises(TypeError, match="positional"):
+        TrainContext(ctx.submission, ctx.model, ctx.x, ctx.y, epochs=1, num_classes=2, device=ctx.device,
+                     generator=ctx.generator)
+    epochs, steps = [], []
+    ctx.progress = loop.Progress(on_epoch=lambda epoch, row: epochs.append(epoch),
+                                 on_step=lambda epoch, step, count: steps.append((epoch, step, count)))
+    loop.fit_default(ctx)
+    assert epochs == [1, 2, 3] and steps == [(e, s, 4) for e in (1, 2, 3) for s in (1, 2, 3, 4)]
 
 
 def test_each_stage_starts_from_the_previous_stages_best_checkpoint(monkeypatch):

@@ -126,6 +126,43 @@ def test_unsupported_methods_and_malformed_sweeps_say_what_to_write(tmp_path):
             read_sweep(sweep_file(tmp_path, text))
 
 
+def test_a_repeated_value_is_one_point_as_in_wandbs_grid(tmp_path):
+    """W&B's grid tells values apart by their YAML, a whole float as its int: [32, 32, 64] is 2 points, 16 and
+    16.0 one (its last spelling, as W&B's run is given it), true and 1 two (tests/test_sweep_wandb.py checks
+    all of this against W&B's own engine)."""
+    path = sweep_file(tmp_path, "method: grid\nparameters:\n  submission: {value: small_cnn}\n"
+                                "  dataset: {value: synthetic}\n  width: {values: [32, 32, 64]}\n"
+                                "  n_mels: {values: [16, 1, 16.0]}\n  random_init: {values: [true, 1]}\n"
+                                "  trial_num: {values: [1, 1, 2]}\n  fold: {values: [2, 1, 2]}\n")
+    sweep = read_sweep(path)
+    assert [(dict(p.setting)["width"], dict(p.setting)["n_mels"]) for p in sweep.points][::2] == \
+        [(32, 16.0), (32, 1), (64, 16.0), (64, 1)]
+    assert [type(dict(p.setting)["n_mels"]) for p in sweep.points[:4:2]] == [float, int]
+    assert [dict(p.setting)["random_init"] for p in sweep.points[:2]] == [True, 1] and len(sweep.points) == 8
+    assert {(p.cell.folds, p.cell.trials) for p in sweep.points} == {("2,1", (1, 2))}
+    out = CliRunner().invoke(main, ["--results", str(tmp_path), "sweep", str(path), "--dry-run"])
+    # was 18 points, 162 runs; random_init true and 1 are two W&B points but the same runs, planned once
+    assert "8 points, 16 runs" in out.output, out.output
+
+
+def test_q_uniform_steps_exclude_max_and_a_range_of_one_value_is_refused_as_in_wandbs_grid(tmp_path):
+    base = "method: grid\nparameters:\n  submission: {value: small_cnn}\n  dataset: {value: synthetic}\n"
+    sweep = read_sweep(sweep_file(tmp_path, base + "  mixup: {distribution: q_uniform, min: 0, max: 1, q: 0.25}\n"
+                                                   "  width: {distribution: q_uniform, min: 0, max: 10, q: 5}\n"))
+    assert [tuple(v for _, v in p.cell.overrides) for p in sweep.points] == \
+        [(0.0, 0), (0.0, 5), (0.25, 0), (0.25, 5), (0.5, 0), (0.5, 5), (0.75, 0), (0.75, 5)]
+    for spec, message in [
+            ("{min: 30, max: 30}", r"min 30 is not less than max 30, which W&B's grid refuses; write \{value: 30\}"),
+            ("{distribution: q_uniform, min: 0, max: 1, q: 0}", r"q_uniform takes numbers min < max and a step q > 0"),
+            ("{distribution: uniform, min: 0, max: 1}",
+             r"a grid expands `min` as int_uniform or q_uniform, not distribution 'uniform'; W&B's grid refuses it too"),
+            ("{min: 1, max: 3, q: 1}", r"`q` goes only with `distribution: q_uniform`"),
+            ("{value: 1, values: [1, 2]}", r"write \{value: V\}.*W&B's grid expands no other form"),
+            ("{min: 1, max: 100000000000000000000}", r"100,000,000,000,000,000,000 values, more than any sweep")]:
+        with pytest.raises(SweepError, match=r"s.yaml, parameter 'width': " + message):
+            read_sweep(sweep_file(tmp_path, base + f"  width: {spec}\n"))
+
+
 def test_a_sweep_file_holds_several_grids_and_the_leaderboard_grid_is_one():
     sweep = read_sweep(ROOT / "leaderboard" / "grid.yaml")
     cells = [p.cell for p in sweep.points]
@@ -236,3 +273,12 @@ def test_report_statistics_by_hand():
 
     assert stats([0.5, 0.7]) == pytest.approx((60.0, 14.142135623730951))
     assert stats([0.9]) == (pytest.approx(90.0), None)
+
+
+def test_a_run_named_by_two_documents_is_planned_once(tmp_path):
+    """W&B has no multi-document files; here two documents (or two points) naming one run plan it once,
+    so it is neither counted twice nor reported busy, claimed by this very process."""
+    doc = "method: grid\nparameters:\n  submission: {value: small_cnn}\n  dataset: {value: synthetic}\n  epochs: {value: 1}\n"
+    path = sweep_file(tmp_path, doc + "---\n" + doc)
+    out = CliRunner().invoke(main, ["--results", str(tmp_path), "sweep", str(path), "--dry-run"])
+    assert "2 points, 5 runs: 0 finished, 5 missing" in out.output, out.output

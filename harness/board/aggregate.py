@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.runs.records import RunRecord
+from harness.training.metrics import METRICS
 
 
 @dataclass(frozen=True)
@@ -28,17 +29,17 @@ class Entry:
     def submission(self) -> str:
         return self.first.run.submission
 
-    def values(self, metric: str) -> np.ndarray:
-        """The metric in % over the entry's runs."""
-        return np.array([r.metrics[metric] for r in self.records]) * 100
+    def has(self, metric: str) -> bool:
+        """Whether every run has the metric (one recorded before the metric was registered may not)."""
+        return all(metric in r.metrics for r in self.records)
 
     def mean(self, metric: str = "accuracy") -> float:
-        return float(self.values(metric).mean())
+        """The metric in % over the entry's runs, aggregated as its ``MetricSpec`` says."""
+        return stats([r.metrics[metric] for r in self.records], metric)[0]
 
     def std(self, metric: str = "accuracy") -> float | None:
-        """Sample standard deviation (ddof = 1) over folds x trials; None for a single run."""
-        values = self.values(metric)
-        return float(values.std(ddof=1)) if len(values) > 1 else None
+        """Sample standard deviation in % (ddof = 1) over folds x trials; None for a single run."""
+        return stats([r.metrics[metric] for r in self.records], metric)[1]
 
     @property
     def folds(self) -> list[int]:
@@ -52,6 +53,13 @@ class Entry:
         """Accuracy in % on one test fold, averaged over trials."""
         values = [r.accuracy * 100 for r in self.records if r.run.fold == fold]
         return float(np.mean(values)) if values else None
+
+
+def stats(values: list[float], metric: str = "accuracy") -> tuple[float, float | None]:
+    """A metric's values over runs (fractions) in %: aggregated as its ``MetricSpec`` says (a mean),
+    and their sample std (ddof = 1), None for a single run."""
+    pct = 100 * np.asarray(values, dtype=float)
+    return float(METRICS.get(metric).aggregate(pct)), (float(pct.std(ddof=1)) if len(pct) > 1 else None)
 
 
 Table = tuple[str, int]  # (dataset, epoch budget)

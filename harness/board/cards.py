@@ -12,6 +12,8 @@ from tabulate import tabulate
 
 from harness.board.aggregate import Entry
 from harness.runs.described import Described
+from harness.runs.records import RunRecord
+from harness.training.metrics import registered
 
 
 def card_path(dataset: str, epochs: int, label: str) -> str:
@@ -43,11 +45,15 @@ def _flat(params: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
+def _percent(record: RunRecord, metric: str) -> str:
+    return f"{100 * record.metrics[metric]:.2f}" if metric in record.metrics else "–"
+
+
 def model_card(entry: Entry, sub: Described | None, place: str, figures: dict[str, str]) -> str:
     """The card's markdown. ``place``: its rank and how it compares with #1; ``figures``: caption -> path
     relative to the board (the card lies one folder down)."""
     run, accs = entry.first.run, [100 * r.accuracy for r in entry.records]
-    runs = [[r.run.fold, r.run.trial, r.run.seed, f"{100 * r.accuracy:.2f}", f"{100 * r.macro_f1:.2f}", r.n_test,
+    runs = [[r.run.fold, r.run.trial, r.run.seed, *(_percent(r, spec.name) for spec in registered()), r.n_test,
              f"{r.wall_time_s:.1f}", r.hardware, (r.git.get("commit") or "?")[:10]]
             for r in sorted(entry.records, key=lambda r: (r.run.fold, r.run.trial))]
     lines = [f"# {entry.label}: {run.dataset}, {run.epochs} epoch{'s' if run.epochs != 1 else ''}", "",
@@ -55,8 +61,8 @@ def model_card(entry: Entry, sub: Described | None, place: str, figures: dict[st
              f"({run.variant})", "", sub.doc if sub and sub.doc else "(the submission has no docstring)", "",
              "## Reproduce", "", "```bash", reproduce_command(entry), "```", "",
              "## Every run", "",
-             tabulate(runs, ["fold", "trial", "seed", "accuracy %", "macro-F1 %", "test clips", "s", "hardware", "commit"],
-                      tablefmt="github"), "",
+             tabulate(runs, ["fold", "trial", "seed", *(spec.label for spec in registered()), "test clips", "s",
+                             "hardware", "commit"], tablefmt="github"), "",
              "## Hyperparameters", "", f"As recorded with its runs (config hash `{entry.first.config_hash}`).", "",
              tabulate(_flat(entry.first.config.get("params", {})), ["setting", "value"], tablefmt="github"), ""]
     if figures:

@@ -7,6 +7,7 @@ import numpy as np
 
 from harness.board.aggregate import Entry
 from harness.board.plots import box_plot_png, confusion_png, critical_difference_png, curves_png, per_class_png
+from harness.training.metrics import registered
 
 FIGURES = {  # file suffix -> what the markdown calls it
     "folds": "test accuracy per fold, every run",
@@ -15,8 +16,8 @@ FIGURES = {  # file suffix -> what the markdown calls it
     "per-class-f1": "per-class F1 of the top entries",
     "critical-difference": "mean rank over the shared (fold, trial) splits, Friedman + Nemenyi",
 }
-CURVES = {"train_loss": ("training loss", 1), "val_loss": ("validation loss", 1),
-          "val_accuracy": ("validation accuracy %", 100), "val_macro_f1": ("validation macro-F1 %", 100)}
+CURVES = {"train_loss": ("training loss", 1), "val_loss": ("validation loss", 1),  # curve key -> (title, scale)
+          **{f"val_{spec.name}": (f"validation {spec.label}", 100) for spec in registered()}}
 TOP = 3  # entries in the per-class F1 figure
 
 

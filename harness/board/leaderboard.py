@@ -8,6 +8,7 @@ with the reason they were left out.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,10 @@ from harness.core.registry import Registry
 from harness.data.catalog import DatasetSpec
 from harness.runs import environment, store
 from harness.runs.described import Described, Submissions
-from harness.data.datasets import AnswerKey
-from harness.runs.provenance import metrics_problem, provenance_problem
+from harness.runs.provenance import metrics_problem
+from harness.runs.verdict import Judged, Splits, Stale, verdict
 from harness.runs.records import FailedRecord, RecordError, RunRecord
+from harness.training.metrics import METRICS, registered, scores
 from harness.training.submission import Published
 
 RULES = """\
@@ -39,7 +41,8 @@ RULES = """\
 - No test-time augmentation unless a submission declares it; such entries are marked *TTA*.
 - Ranked by mean test accuracy. **±** is the sample standard deviation (ddof = 1) over all
   runs of the row, i.e. over folds × trials; *runs* says how many that is, *test clips* how
-  many clips each run was scored on.
+  many clips each run was scored on. A metric a run was recorded without (registered after it
+  ran) is computed from its stored predictions where the dataset's labels are here, else shown as –.
 - *vs #1* compares each entry with #1 over their paired (fold, trial) results by the corrected
   resampled t-test (Nadeau & Bengio 2003, for repeated k-fold as in Bouckaert & Frank 2004):
   the mean accuracy difference in points and the two-sided p. An entry not distinguishable from
@@ -77,7 +80,10 @@ RULES = """\
 
 
 def _fmt(entry: Entry, metric: str) -> str:
-    """Mean ± sample std over the entry's runs; a single run has no spread to show."""
+    """Mean ± sample std over the entry's runs; a single run has no spread to show; "–" where a run
+    lacks the metric (recorded before it was registered, its dataset's labels not here)."""
+    if not entry.has(metric):
+        return "–"
     std = entry.std(metric)
     return f"{entry.mean(metric):.2f} ± {std:.2f}" if std is not None else f"{entry.mean(metric):.2f} (1 run)"
 
@@ -89,16 +95,15 @@ def plural(count: int, noun: str) -> str:
 VARIANT = "a sweep's variant (a run with overrides)"
 
 
-def collect(results_root: Path, submissions: Submissions, specs: Registry[DatasetSpec],
-            fold_fingerprints: dict[str, str] | None = None, answer_keys: dict[str, AnswerKey] | None = None
+def collect(results_root: Path, submissions: Submissions, specs: Registry[DatasetSpec], splits: Splits | None = None
             ) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
     """(records that may be ranked, (file, why) for every other result file under ``results_root``).
 
-    ``answer_keys``: the labels of each dataset that is here; a record whose metrics do not follow
-    from its predictions and those labels is damaged, whatever its seal says.
+    ``splits``: each dataset's labels and split as they are now (read from the default data root
+    when not given); a record whose metrics do not follow from its predictions and those labels is
+    damaged, whatever its seal says, and one made on another split is stale (``harness.runs.verdict``).
     """
-    keys = answer_keys or {}
-    current = {**{name: key.fingerprint for name, key in keys.items()}, **(fold_fingerprints or {})}
+    against = Judged(submissions, specs, splits or Splits())
     ranked: list[RunRecord] = []
     excluded: list[tuple[Path, str]] = []
     for path in store.result_files(results_root):
@@ -109,34 +114,48 @@ def collect(results_root: Path, submissions: Submissions, specs: Registry[Datase
             continue
         if isinstance(record, FailedRecord):
             excluded.append((path, f"failed: {record.error}"))
-        elif damage := _damage(record, keys, specs):
+        elif damage := _damage(record, against):
             excluded.append((path, damage))
         elif record.run.overrides:
             excluded.append((path, VARIANT))
-        elif problem := provenance_problem(record, submissions, specs, current):
-            excluded.append((path, f"stale: {problem}"))
+        elif isinstance(found := verdict(record, against), Stale):
+            excluded.append((path, f"stale: {found.reason}"))
         else:
-            ranked.append(record)
+            ranked.append(_completed(record, against))
     return ranked, excluded
 
 
-def _damage(record: RunRecord, keys: dict[str, AnswerKey], specs: Registry[DatasetSpec]) -> str | None:
-    if record.run.dataset not in specs:
+def _damage(record: RunRecord, against: Judged) -> str | None:
+    if record.run.dataset not in against.datasets:
         return None
-    return metrics_problem(record, keys.get(record.run.dataset), specs.get(record.run.dataset).num_classes)
+    spec = against.datasets.get(record.run.dataset)
+    return metrics_problem(record, against.splits.key(spec), spec.num_classes)
+
+
+def _completed(record: RunRecord, against: Judged) -> RunRecord:
+    """The record with each registered metric it was recorded without computed from its predictions,
+    where its dataset's labels are here (of its split: it passed ``_damage`` and the verdict)."""
+    missing = [name for name in METRICS if name not in record.metrics]
+    spec = against.datasets.get(record.run.dataset)
+    key = against.splits.key(spec) if missing else None
+    if key is None or record.fold_fingerprint != key.fingerprint:
+        return record
+    now = scores(key.labels[key.folds == record.run.fold], np.asarray(record.predictions), spec.num_classes)
+    return dataclasses.replace(record, metrics={**record.metrics, **{name: now[name] for name in missing}})
 
 
 def _published_row(name: str, sub: Described, pub: Published) -> dict[str, Any]:
     return {"#": "–", "submission": name, "model": sub.model_name, "front-end": sub.registered.frontend_summary,
-            "pretrained": "yes" if sub.pretrained else "no", "accuracy %": "not run here", "macro-F1 %": "",
-            "runs": "0", "test clips": "", "s/run": "", "hardware": "", "vs #1": "", "published": _published_text(pub)}
+            "pretrained": "yes" if sub.pretrained else "no", **{spec.label: "" for spec in registered()},
+            METRICS.get("accuracy").label: "not run here", "runs": "0", "test clips": "", "s/run": "", "hardware": "",
+            "vs #1": "", "published": _published_text(pub)}
 
 
 def _entry_row(rank: str, entry: Entry, pub: Published | None, versus: str, card: str) -> dict[str, Any]:
     first, recs = entry.first, entry.records
     return {"#": rank, "submission": f"[{entry.label}]({card})" + (" *TTA*" if first.tta else ""), "model": first.model,
             "front-end": first.frontend, "pretrained": "yes" if first.pretrained else "no",
-            "accuracy %": _fmt(entry, "accuracy"), "macro-F1 %": _fmt(entry, "macro_f1"),
+            **{spec.label: _fmt(entry, spec.name) for spec in registered()},
             "runs": f"{len(recs)} ({plural(len(entry.folds), 'fold')} × {plural(len(entry.trials), 'trial')})"
                     + (f", {len(first.excluded_files)} bad files left out" if first.excluded_files else ""),
             "test clips": _span([r.n_test for r in recs]),
@@ -146,8 +165,8 @@ def _entry_row(rank: str, entry: Entry, pub: Published | None, versus: str, card
             "vs #1": versus, "published": _published_text(pub)}
 
 
-COLUMNS = ["#", "submission", "model", "front-end", "pretrained", "accuracy %", "macro-F1 %", "vs #1", "runs",
-           "test clips", "s/run", "hardware", "published"]
+COLUMNS = ["#", "submission", "model", "front-end", "pretrained", *(spec.label for spec in registered()), "vs #1",
+           "runs", "test clips", "s/run", "hardware", "published"]
 
 
 def comparisons(entries: list[Entry]) -> list[Comparison | None]:
@@ -238,16 +257,15 @@ def _published_text(pub: Published | None) -> str:
     return text + (f" ({pub.protocol})" if pub.protocol else "")
 
 
-def render(results_root: Path, submissions: Submissions, specs: Registry[DatasetSpec],
-           fold_fingerprints: dict[str, str] | None = None, published: bool = True,
-           answer_keys: dict[str, AnswerKey] | None = None) -> tuple[str, dict[str, Any]]:
+def render(results_root: Path, submissions: Submissions, specs: Registry[DatasetSpec], splits: Splits | None = None,
+           published: bool = True) -> tuple[str, dict[str, Any]]:
     """The whole leaderboard as markdown, and the files it links (path relative to it -> PNG bytes
     of a figure, or the markdown of an entry's page).
 
     ``published``: the project's board, which also shows tables where only a seed document's
     figure exists ("not run here"); a user's own board shows the tables they ran.
     """
-    records, excluded = collect(results_root, submissions, specs, fold_fingerprints, answer_keys)
+    records, excluded = collect(results_root, submissions, specs, splits)
     tables = aggregate(records)
     # each described once, in a worker; a user's board needs only the submissions it ranks
     names = list(submissions) if published else sorted({r.run.submission for r in records})

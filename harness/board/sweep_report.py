@@ -1,5 +1,6 @@
-"""A sweep's report: per swept parameter, mean ± std of accuracy and macro-F1 per value over folds
-and trials, as a table and a bar chart with std bars (seed 000's figures), from stored results only.
+"""A sweep's report: per swept parameter, mean ± std of every registered metric per value over folds
+and trials, as a table, and of accuracy as a bar chart with std bars (seed 000's figures), from
+stored results only; a metric some of a row's runs were recorded without shows "–".
 
 The report says which test folds the sweep scored on: a value chosen because it scores best there
 is tuned on those folds, so its figures are optimistic (seed 000 tuned on fold 1 and reported all
@@ -12,17 +13,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tabulate import tabulate
 
+from harness.board.aggregate import stats
 from harness.board.plots import bar_chart_png
 from harness.core import disk, owners
 from harness.runs import store
 from harness.runs.plan import Plan, Planned
 from harness.runs.records import RecordError, RunRecord
 from harness.runs.sweep import AXES, OPTIONS, Sweep
-
-METRICS = (("accuracy", "accuracy %"), ("macro_f1", "macro-F1 %"))
+from harness.training.metrics import registered
 
 
 def shown(path: Path) -> str:
@@ -46,16 +46,10 @@ def _records(planned: Planned, results_root: Path) -> list[RunRecord]:
     return found
 
 
-def stats(values: list[float]) -> tuple[float, float | None]:
-    """Mean and sample std (ddof = 1) in %; a single run has no std."""
-    pct = 100 * np.asarray(values, dtype=float)
-    return float(pct.mean()), (float(pct.std(ddof=1)) if len(pct) > 1 else None)
-
-
-def _cell(values: list[float]) -> str:
-    if not values:
+def _cell(values: list[float | None], metric: str) -> str:
+    if not values or None in values:
         return "–"
-    mean, std = stats(values)
+    mean, std = stats(values, metric)
     return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
 
 
@@ -67,19 +61,20 @@ def parameter_table(param: str, sweep: Sweep, rows: list[tuple[Planned, list[Run
         setting = dict(planned.point.setting)
         key = tuple(repr(setting.get(p)) for p in others) + (repr(setting.get(param)),)
         row = groups.setdefault(key, {**{p: setting.get(p) for p in others}, param: setting.get(param),
-                                      "runs": [0, 0], "accuracy": [], "macro_f1": []})
+                                      "runs": [0, 0], **{spec.name: [] for spec in registered()}})
         row["runs"][0] += len(records)
         row["runs"][1] += len(planned.runs)
-        for metric, _ in METRICS:
-            row[metric] += [r.metrics[metric] for r in records]
+        for spec in registered():
+            row[spec.name] += [r.metrics.get(spec.name) for r in records]
     order = {p: list(dict.fromkeys(repr(dict(pl.point.setting).get(p)) for pl, _ in rows)) for p in others + [param]}
     return sorted(groups.values(), key=lambda row: [order[p].index(repr(row[p])) for p in others + [param]])
 
 
 def _markdown_rows(param: str, table: list[dict[str, Any]], others: list[str]) -> str:
     body = [[row[p] for p in others] + [row[param], f"{row['runs'][0]}/{row['runs'][1]}"]
-            + [_cell(row[m]) for m, _ in METRICS] for row in table]
-    return tabulate(body, others + [param, "runs"] + [h for _, h in METRICS], tablefmt="github", disable_numparse=True)
+            + [_cell(row[spec.name], spec.name) for spec in registered()] for row in table]
+    return tabulate(body, others + [param, "runs"] + [spec.label for spec in registered()], tablefmt="github",
+                    disable_numparse=True)
 
 
 def _chart(param: str, table: list[dict[str, Any]], others: list[str]) -> bytes:

@@ -11,14 +11,16 @@ import click
 
 from harness.cli.doctor import describe, examine
 from harness.core import owners
+from harness.core.choices import COMPILE_CHOICES, PRECISIONS
 from harness.core.errors import HarnessError
 from harness.data import fetch as fetch_mod
 from harness.core.paths import PROJECT_ROOT
 from harness.data.catalog import load_catalog
-from harness.data.datasets import MARKER, answer_key, current_fold_fingerprint, data_root, load_dataset
+from harness.data.datasets import MARKER, data_root, load_dataset
 from harness.runs.cells import Cell
+from harness.runs.slots import EXECUTORS
 from harness.runs.sweep import MAX_RUNS
-from harness.runs.store import PUBLISHED_RESULTS, read_result, results_root
+from harness.runs.store import PUBLISHED_RESULTS, results_root
 
 SANDBOXED = {"run", "check", "lock", "verify", "leaderboard", "list"}  # commands that start workers (and `sweep`,
 # which starts its fork server once its file is read: a hostile sweep file is refused before torch is imported)
@@ -26,13 +28,13 @@ USER_ERRORS = (HarnessError, FileNotFoundError)  # anything else is a bug: its t
 DEFAULT_GRID = PROJECT_ROOT / "leaderboard" / "grid.yaml"
 DEVICE = click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
                       help="auto: cuda when torch sees a GPU, else cpu.")
-PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32"]),
+PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS),
                          help="auto: bf16 on CUDA GPUs, fp32 on CPUs (bf16 kernels differ between CPUs; "
                               "ask for bf16 explicitly). Recorded in each result.")
 LOG = click.option("--log", "tracker", default="none", show_default=True, type=click.Choice(["none", "wandb"]),
                    help="Also log each finished run to Weights & Biases (offline unless you have logged in; "
                         "pip install -e '.[wandb]').")
-COMPILE = click.option("--compile", "compile", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]),
+COMPILE = click.option("--compile", "compile", default="auto", show_default=True, type=click.Choice(COMPILE_CHOICES),
                        help="torch.compile the model, once per process (auto: on for CUDA where it works, off on CPU).")
 
 
@@ -73,8 +75,8 @@ def placement_options(command):
         return command(*args, placement=placement, **kwargs)
 
     options = [
-        click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "ray"]),
-                     help="local: this machine's GPUs or cores; ray: a Ray instance or cluster (pip install -e '.[ray]')."),
+        click.option("--executor", default="local", show_default=True, type=click.Choice(list(EXECUTORS)),
+                     help="; ".join(f"{name}: {EXECUTORS.get(name).help}" for name in EXECUTORS) + "."),
         click.option("--gpus", default="all", show_default=True, help="GPUs of this machine to use: all, or indices like 0,1."),
         click.option("--runs-per-gpu", default="auto", show_default=True,
                      help="Runs sharing one GPU, each in its own worker (auto: 4 for small models, else 1)."),
@@ -133,7 +135,7 @@ class Context:
 
 
 def _store_option(name: str, attr: str, resolve, help: str):
-    """``--data-root`` / ``--results`` on a subcommand too (``bench run ... --results DIR``): it
+    """``--data-root`` / ``--results`` / ``--datasets`` on a subcommand too (``bench run ... --results DIR``): it
     replaces what the group's option or the environment chose."""
     def set_root(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
         if value is not None:
@@ -143,6 +145,8 @@ def _store_option(name: str, attr: str, resolve, help: str):
 
 def store_options(command):
     command = _store_option("--results", "results_root", results_root, "Result store (also before the subcommand).")(command)
+    command = _store_option("--datasets", "catalog", load_catalog,
+                            "Dataset catalog of your own, added to datasets.toml (also before the subcommand).")(command)
     return _store_option("--data-root", "data_root", data_root, "Dataset and cache folder (also before the subcommand).")(command)
 
 
@@ -165,8 +169,10 @@ class BenchGroup(click.Group):
 
 @click.group(cls=BenchGroup)
 @click.option("--data-root", envvar="BENCH_DATA_ROOT", help="Dataset and cache folder [default: user cache dir].")
-@click.option("--results", envvar="BENCH_RESULTS", help="Result store [default: results/ in the project].")
-@click.option("--datasets", envvar="BENCH_DATASETS", help="Dataset catalog [default: datasets.toml].")
+@click.option("--results", envvar="BENCH_RESULTS",
+              help="Result store [default: results/ in your user data folder, on Linux ~/.local/share/audio-bench/results].")
+@click.option("--datasets", envvar="BENCH_DATASETS",
+              help="Dataset catalog of your own, added to the project's datasets.toml [default: none].")
 @click.option("--submissions", envvar="BENCH_SUBMISSIONS",
               help="Folder(s) of submission files besides the project's submissions/ (separated by ':').")
 @click.pass_context
@@ -186,12 +192,12 @@ def list_(obj: Context):
     """Show the datasets and submissions."""
     from tabulate import tabulate
 
-    def imported(spec) -> str:
+    def imported(name: str, spec) -> str:
         if spec.kind == "synthetic":
             return "generated"
-        return "yes" if (obj.data_root / spec.source / MARKER).is_file() else f"no: bench fetch {spec.source}"
+        return "yes" if (obj.data_root / spec.source / MARKER).is_file() else f"no: bench fetch {name}"
 
-    click.echo(tabulate([[n, s.kind, s.version, s.num_classes, f"{s.folds['protocol']} k={s.num_folds}", imported(s),
+    click.echo(tabulate([[n, s.kind, s.version, s.num_classes, f"{s.folds['protocol']} k={s.num_folds}", imported(n, s),
                           s.description] for n, s in ((n, obj.catalog.get(n)) for n in obj.catalog)],
                         ["dataset", "kind", "version", "classes", "folds", "imported", "description"],
                         tablefmt="github"))
@@ -311,7 +317,7 @@ def run(obj: Context, device: str, placement, tracker: str, **cell):
 @click.option("--max-runs", type=click.IntRange(min=1), default=MAX_RUNS, show_default=True, envvar="BENCH_MAX_RUNS",
               help="Refuse a sweep file that expands to more runs than this (counted before anything is built).")
 @DEVICE
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]),
+@click.option("--precision", type=click.Choice(PRECISIONS),
               help="Replace the sweep's precision (auto: bf16 on CUDA GPUs, fp32 on CPUs).")
 @placement_options
 @LOG
@@ -372,8 +378,9 @@ def leaderboard(obj: Context, output: Path | None):
     published = obj.results_root.resolve() == PUBLISHED_RESULTS.resolve()
     if output is None:
         output = PROJECT_ROOT / "leaderboard" / "README.md" if published else obj.results_root / "leaderboard.md"
-    keys = {n: key for n in obj.catalog if (key := answer_key(obj.catalog.get(n), obj.data_root))}
-    write(output, *render(obj.results_root, obj.subs, obj.catalog, published=published, answer_keys=keys))
+    from harness.runs.verdict import Splits
+
+    write(output, *render(obj.results_root, obj.subs, obj.catalog, Splits(obj.data_root), published=published))
     click.echo(f"wrote {output}")
 
     if found := owners.leftovers(obj.results_root):
@@ -387,7 +394,9 @@ def leaderboard(obj: Context, output: Path | None):
 @click.pass_obj
 def doctor(obj: Context, clean: bool):
     """Report what the data root and the result store hold, and what crashed processes left."""
-    found = examine(obj.data_root, obj.results_root, obj.catalog)
+    from harness.runs.verdict import Judged, Splits
+
+    found = examine(obj.data_root, obj.results_root, Judged(obj.subs, obj.catalog, Splits(obj.data_root)))
     click.echo("\n".join(describe(found, obj.data_root, obj.results_root)))
     if not found.leftovers:
         return
@@ -510,10 +519,7 @@ def verify(obj: Context, name: str | None, all_: bool, result: Path | None):
     from harness.runs.locks import verify_result
 
     if result:
-        dataset = (read_result(result) or {}).get("dataset", "")
-        spec = obj.catalog.get(dataset) if dataset in obj.catalog else None
-        outcomes = [verify_result(result, obj.subs, obj.data_root, obj.catalog,
-                                  spec and current_fold_fingerprint(spec, obj.data_root))]
+        outcomes = [verify_result(result, obj.subs, obj.data_root, obj.catalog)]
     else:
         outcomes = [verify_lock(n, obj.subs) for n in _names(obj, name, all_)]
     for ok, lines in outcomes:

@@ -3,23 +3,27 @@
 It lists the imported datasets, the decode and feature caches and their sizes, the leftovers of processes
 that died (``harness.core.owners``: half-written cache arrays, result temporaries, import staging
 folders, claims of runs nobody works on any more) and result files that fail their checksum or
-cannot be read (``harness.runs.store``: too large, nested too deep, a link out of the store).
-Leftovers can be removed; results never are: a damaged one is redone by its grid's next run.
+cannot be read (``harness.runs.store``: too large, nested too deep, a link out of the store), and
+results that are stale (``harness.runs.verdict``). Leftovers can be removed; results never are: a
+damaged or stale one is redone by its grid's next run.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.core import owners
 from harness.runs import environment
-from harness.data.datasets import answer_key
 from harness.runs.provenance import metrics_problem
 from harness.runs.records import RecordError, RunRecord, from_json, is_sealed
 from harness.runs.store import link_out, result_files, result_json
 from harness.data.cache import BUDGET_ENV, DEFAULT_BUDGET_GB
 from harness.data.datasets import MARKER
+
+if TYPE_CHECKING:
+    from harness.runs.verdict import Judged  # it imports torch, which `bench fetch` and `bench sweep` start without
 
 
 @dataclass
@@ -30,6 +34,7 @@ class Checkup:
     partial_downloads: list[tuple[str, int]] = field(default_factory=list)
     leftovers: list[owners.Leftover] = field(default_factory=list)
     damaged: list[tuple[Path, str]] = field(default_factory=list)             # result file, why
+    stale: list[tuple[Path, str]] = field(default_factory=list)               # result file, why
     drift: list[environment.Drift] | None = None                              # None: no lock to compare with
 
 
@@ -37,9 +42,11 @@ def _files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()]
 
 
-def examine(data_root: Path, results_root: Path, catalog=None) -> Checkup:
-    """Look through both folders; changes nothing. With the dataset ``catalog``, each result's
-    metrics are recomputed from its predictions and the labels of its dataset, where it is here."""
+def examine(data_root: Path, results_root: Path, against: Judged | None = None) -> Checkup:
+    """Look through both folders; changes nothing. With ``against`` (the submissions, the catalog
+    and the data's splits), each result's metrics are recomputed from its predictions and the
+    labels of its dataset, where it is here, and each is judged current or stale as the planner and
+    the board judge it (``harness.runs.verdict``)."""
     found = Checkup()
     if environment.LOCK_FILE.is_file():
         found.drift = environment.drift()
@@ -53,33 +60,35 @@ def examine(data_root: Path, results_root: Path, catalog=None) -> Checkup:
         found.partial_downloads = [(p.name, p.stat().st_size) for p in sorted((data_root / "downloads").glob("*.part"))]
         found.leftovers += owners.leftovers(data_root)
     found.leftovers += owners.leftovers(results_root)
-    keys: dict = {}
-    for path in result_files(results_root):
-        try:
-            record = result_json(path, results_root)
-        except RecordError as err:
-            found.damaged.append((path, str(err)))
-            continue
-        if not is_sealed(record):
-            found.damaged.append((path, "checksum mismatch: edited by hand or damaged"))
-        elif catalog is not None and (why := _rescored(record, catalog, data_root, keys)):
-            found.damaged.append((path, why))
+    _examine_results(found, results_root, against)
     return found
 
 
-def _rescored(data: dict, catalog, data_root: Path, keys: dict) -> str | None:
-    """Why a sealed result's metrics do not follow from its predictions (None when they do, or when
-    its dataset is not here to score against)."""
-    try:
-        record = from_json(data)
-    except RecordError:
-        return None  # readable as JSON and sealed, but of another schema: the board lists why
-    name = record.run.dataset
-    if not isinstance(record, RunRecord) or name not in catalog:
-        return None
-    if name not in keys:
-        keys[name] = answer_key(catalog.get(name), data_root)
-    return metrics_problem(record, keys[name], catalog.get(name).num_classes)
+def _examine_results(found: Checkup, results_root: Path, against: Judged | None) -> None:
+    """Each result file: unreadable or unsealed (damaged), metrics that do not follow from its
+    predictions (damaged), or no longer standing against the code and data (stale)."""
+    from harness.runs.verdict import Stale, verdict
+
+    for path in result_files(results_root):
+        try:
+            data = result_json(path, results_root)
+        except RecordError as err:
+            found.damaged.append((path, str(err)))
+            continue
+        if not is_sealed(data):
+            found.damaged.append((path, "checksum mismatch: edited by hand or damaged"))
+            continue
+        try:
+            record = from_json(data)
+        except RecordError:
+            continue  # readable as JSON and sealed, but of another schema: the board lists why
+        if against is None or not isinstance(record, RunRecord) or record.run.dataset not in against.datasets:
+            continue
+        spec = against.datasets.get(record.run.dataset)
+        if why := metrics_problem(record, against.splits.key(spec), spec.num_classes):
+            found.damaged.append((path, why))
+        elif isinstance(judged := verdict(record, against), Stale):
+            found.stale.append((path, judged.reason))
 
 
 def size(n: int) -> str:
@@ -102,6 +111,9 @@ def describe(found: Checkup, data_root: Path, results_root: Path) -> list[str]:
     lines += [f"  partial download {name} ({size(n)}): `bench fetch` resumes it" for name, n in found.partial_downloads]
     lines.append(f"results {results_root}: {len(found.damaged)} damaged result file(s)")
     lines += [f"  {path}: {why}; {_then(path, results_root)}" for path, why in found.damaged]
+    lines.append(f"results {results_root}: {len(found.stale)} stale result(s): not ranked, and the next run of their "
+                 f"grid redoes them")
+    lines += [f"  {path}: {why}" for path, why in found.stale]
     lines.append(f"leftovers of crashed processes: {len(found.leftovers)} ({size(sum(x.size for x in found.leftovers))})")
     lines += [f"  {x.path}: {x.why}" for x in found.leftovers]
     return lines

@@ -93,6 +93,7 @@ class DatasetSpec:
     image_size: tuple[int, int] = (128, 128)
     per_class: int = 20
     clips: int = 0  # the clips a complete copy has (0: not declared); an import of fewer is refused
+    origin: str = field(default="datasets.toml", compare=False)  # the catalog file that declares it
 
     @property
     def num_samples(self) -> int:
@@ -306,7 +307,7 @@ def parse_spec(name: str, table: dict[str, Any], origin: str = "datasets.toml") 
     return DatasetSpec(
         name=name, metadata=metadata, folds=folds, class_names=names,
         image_size=tuple(table.get("image_size", (128, 128))),
-        **{**values, "source": table.get("source", name)},
+        **{**values, "source": table.get("source", name)}, origin=origin,
     )
 
 
@@ -331,15 +332,24 @@ def _read_catalog(path: Path) -> dict[str, Any]:
 
 
 def load_catalog(path: Path | str | None = None) -> Registry[DatasetSpec]:
-    """Read a catalog file (default: ``$BENCH_DATASETS`` or the project's ``datasets.toml``)."""
-    path = Path(path or os.environ.get("BENCH_DATASETS") or DEFAULT_CATALOG)
-    registry: Registry[DatasetSpec] = Registry("dataset")
+    """The project's ``datasets.toml`` and, added to it, a catalog of one's own: ``path`` (default:
+    ``$BENCH_DATASETS``). A name declared in both is an error naming both files."""
+    registry: Registry[DatasetSpec] = Registry("dataset", origin=lambda spec: spec.origin)
+    own = Path(path or os.environ.get("BENCH_DATASETS") or DEFAULT_CATALOG)
+    for file in dict.fromkeys([DEFAULT_CATALOG.resolve(), own.resolve()]):
+        _add_catalog(registry, own if file == own.resolve() else DEFAULT_CATALOG)
+    return registry
+
+
+def _add_catalog(registry: Registry[DatasetSpec], path: Path) -> None:
     for name, table in _read_catalog(path).items():
         if not isinstance(table, dict):
             raise CatalogError(f"{path}: top-level key {name!r} must be a [table]")
         check_name("dataset", name, f"in {path}; a dataset's name is a folder of the data root and the result store")
+        if name in registry:
+            raise CatalogError(f"{path} [{name}]: dataset {name!r} is also declared in {registry.get(name).origin}; "
+                               f"a catalog of one's own adds to the project's: give yours another name")
         registry.add(name, parse_spec(name, table, origin=str(path)))
-    return registry
 
 
 # --- layouts: how a dataset's folder lists its clips -------------------------------------

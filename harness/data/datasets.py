@@ -142,7 +142,7 @@ def list_clips(spec: DatasetSpec, folder: Path, skip: set[str] | None = None) ->
     if not files:
         kind = "audio files (.wav, .flac, .ogg, .aiff)" if spec.kind == "audio" else "clips"
         raise DatasetError(f"{folder}: no {kind} found for {spec.name} in the layout metadata declares "
-                           f"({fmt}); check datasets.toml's metadata against the folder")
+                           f"({fmt}); check the metadata of [{spec.name}] in {spec.origin} against the folder")
     if len(names) != spec.num_classes:
         raise DatasetError(f"{folder}: found {len(names)} classes, {spec.name} declares {spec.num_classes}")
     inside_all(folder, files, f"{where}: listed file", error=DatasetError)  # no row, no link leads outside

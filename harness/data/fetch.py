@@ -157,8 +157,9 @@ def _publish(spec: DatasetSpec, source_dir: Path, root: Path, skip_bad: bool = F
     if spec.clips and len(table.files) != spec.clips:
         raise DatasetError(
             f"{source_dir}: {len(table.files)} clips listed, {spec.name} has {spec.clips}: a partial or different "
-            f"copy, nothing was imported. Import a complete copy, or declare yours as a dataset of its own in "
-            f"datasets.toml (a new name, its own clips and folds), so its runs are never ranked as {spec.name}'s.")
+            f"copy, nothing was imported. Import a complete copy, or declare yours as a dataset of its own (a new "
+            f"name, its own clips and folds) in a catalog of your own (`bench --datasets FILE` or $BENCH_DATASETS), "
+            f"so its runs are never ranked as {spec.name}'s.")
     bad, notes = _audit(spec, source_dir, table.files)
     if bad and not skip_bad:
         listing = "\n  ".join(f"{rel}: {why}" for rel, why in sorted(bad.items()))
@@ -246,7 +247,7 @@ def _fetch_into(spec: DatasetSpec, root: Path, from_path: Path | None, skip_bad:
     fingerprint = (folder / MARKER).read_text().strip()
     if not spec.fingerprint:
         notes.append(f"no fingerprint is declared for {spec.name}, so this one is now pinned locally: "
-                     f"add fingerprint = \"{fingerprint}\" to datasets.toml to pin it for everyone")
+                     f"add fingerprint = \"{fingerprint}\" to [{spec.name}] in {spec.origin} to pin it for everyone")
     return folder, "; ".join([f"{spec.name} imported into {folder} ({fingerprint[:12]}…)", *notes])
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.core.choices import COMPILE_CHOICES, PRECISIONS
 from harness.core.errors import HarnessError
 from harness.data.catalog import DatasetSpec
 from harness.runs.run import Run, grid, weights_for
@@ -61,10 +62,11 @@ class Cell:
         object.__setattr__(self, "trials", trials)
         if self.epochs is not None and not whole(self.epochs):
             raise CellError(f"{self.epochs!r}: use a whole number of at least 1", "--epochs")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise CellError(f"{self.precision!r}: use auto, bf16 or fp32", "--precision")
-        if self.compile not in ("auto", "on", "off"):
-            raise CellError(f"{self.compile!r}: use auto, on or off", "--compile")
+        if self.precision not in PRECISIONS:
+            raise CellError(f"{self.precision!r}: use {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}", "--precision")
+        if self.compile not in COMPILE_CHOICES:
+            raise CellError(f"{self.compile!r}: use {', '.join(COMPILE_CHOICES[:-1])} or {COMPILE_CHOICES[-1]}",
+                            "--compile")
         object.__setattr__(self, "overrides", tuple(self.overrides))
 
     def fold_list(self, spec: DatasetSpec) -> list[int]:

@@ -16,14 +16,16 @@ from typing import Any, Callable, Iterator
 import torch
 
 from harness.core import owners
+from harness.core.registry import Registry
 from harness.data.catalog import DatasetSpec
 from harness.runs import store
 from harness.runs.described import Submissions
 from harness.runs.execute import task_for
 from harness.runs.executors import Executor, Job
-from harness.runs.provenance import current_check, origin_of
+from harness.runs.provenance import origin_of
 from harness.runs.records import Record, RecordError, RunRecord
 from harness.runs.run import Run
+from harness.runs.verdict import Current, Judged, Splits, verdict
 
 
 class GridInterrupted(KeyboardInterrupt):
@@ -39,28 +41,27 @@ class GridReport:
     accuracies: list[float] = field(default_factory=list)  # of the runs done, in their order
 
 
-def is_finished(subs: Submissions, spec: DatasetSpec, run: Run, results_root: Path,
-                check: Callable[[RunRecord], bool] | None = None) -> bool:
-    """A sealed, successful record of this run, of this config and of this submission code.
-
-    ``check``: ``current_check(subs, name, spec)``, shared when many runs are asked about.
-    """
+def is_finished(run: Run, results_root: Path, against: Judged) -> bool:
+    """A sealed, successful record of this run that still stands (``harness.runs.verdict``)."""
     try:
         record = store.load_record(run.path(results_root))
     except RecordError:
         return False
-    return isinstance(record, RunRecord) and record.run == run and \
-        (check or current_check(subs, run.submission, spec))(record)
+    return isinstance(record, RunRecord) and record.run == run and isinstance(verdict(record, against), Current)
 
 
-def plan(subs: Submissions, spec: DatasetSpec, runs: list[Run], results_root: Path,
-         check: Callable[[RunRecord], bool] | None = None) -> tuple[list[Run], list[Run]]:
-    """(missing, finished): an edited submission file makes its stored runs stale, so missing."""
-    if not runs:
-        return [], []
-    check = check or current_check(subs, runs[0].submission, spec)
-    finished = {run for run in runs if is_finished(subs, spec, run, results_root, check)}
+def plan(runs: list[Run], results_root: Path, against: Judged) -> tuple[list[Run], list[Run]]:
+    """(missing, finished): a stale result (an edited submission file, another split) is missing."""
+    finished = {run for run in runs if is_finished(run, results_root, against)}
     return [run for run in runs if run not in finished], [run for run in runs if run in finished]
+
+
+def judged(subs: Submissions, specs: list[DatasetSpec], data_root: Path | None) -> Judged:
+    """The verdict's context for runs on ``specs``, their splits read from ``data_root``."""
+    datasets: Registry[DatasetSpec] = Registry("dataset")
+    for spec in {spec.name: spec for spec in specs}.values():
+        datasets.add(spec.name, spec)
+    return Judged(subs, datasets, Splits(data_root))
 
 
 @dataclass
@@ -90,7 +91,8 @@ def drive(work: list[Work], executor: Executor, subs: Submissions, device: torch
         raise GridInterrupted("terminated (SIGTERM); finished runs are kept, re-run to resume")
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
-    driver = _Driver(subs, results_root, device, data_root, bar, [GridReport() for _ in work], log)
+    against = judged(subs, [item.spec for item in work], data_root)
+    driver = _Driver(subs, against, results_root, device, data_root, bar, [GridReport() for _ in work], log)
     try:
         for job, record in executor.results(driver.jobs(work), driver.status):
             driver.store(job, record)
@@ -106,6 +108,7 @@ class _Driver:
     """The driver's state: the runs it claimed and gave out, its reports and its progress bar."""
 
     subs: Submissions
+    against: Judged
     results_root: Path
     device: torch.device
     data_root: Path | None
@@ -120,24 +123,23 @@ class _Driver:
         """Each missing run as a job, claimed only when an executor asks for it."""
         for index, item in enumerate(work):
             owners.clean(self.results_root / item.spec.name / item.submission)  # leftovers of crashed runs
-            check = current_check(self.subs, item.submission, item.spec)
             source = origin_of(self.subs.describe(item.submission))
-            missing, finished = plan(self.subs, item.spec, item.runs, self.results_root, check)
+            missing, finished = plan(item.runs, self.results_root, self.against)
             self.reports[index].skipped += [run.path(self.results_root) for run in finished]
             for run in missing:
-                if self.take(index, run, check, item):
+                if self.take(index, run):
                     self.given[run] = (index, f"{item.label + ' ' if item.label else ''}fold {run.fold} "
                                               f"trial {run.trial}")
                     sized = item.spec if self.device.type == "cuda" else None  # FLOPs: for a GPU's time limit
                     yield Job(task_for(self.subs, run, sized, source), item.spec, run, self.device.type,
                               self.data_root, item.runs_per_gpu)
 
-    def take(self, index: int, run: Run, check: Callable[[RunRecord], bool], item: Work) -> bool:
+    def take(self, index: int, run: Run) -> bool:
         """Claim a run; False when another live process holds it or has finished it meanwhile."""
         path = run.path(self.results_root)
         if holder := owners.claim(path):
             self.reports[index].busy.append((path, holder))
-        elif is_finished(self.subs, item.spec, run, self.results_root, check):
+        elif is_finished(run, self.results_root, self.against):
             owners.release(path)
             self.reports[index].skipped.append(path)
         else:

@@ -42,6 +42,7 @@ from harness.core.disk import DiskError
 from harness.core.sandbox import SandboxUnavailable
 from harness.training.device import compile_cache, switches
 from harness.training.features import FeatureTable, cache_path, feature_table
+from harness.training.loop import Progress
 from harness.training.metrics import classification_metrics
 
 
@@ -71,12 +72,32 @@ def task_for(subs: Submissions, run: Run, spec: DatasetSpec | None = None, sourc
     return Task(described, built, source or origin_of(described), from_random)
 
 
-@dataclass
-class Progress:
-    """What a run says while it trains: each epoch's row, and steps inside an epoch."""
+@dataclass(frozen=True)
+class Execution:
+    """One run as the driver executes it: the submission as it trains (``task``), the dataset, the
+    run, the device it trains on, the data root, the worker's limits, and who is told its progress
+    (``harness.training.loop.Progress``)."""
 
-    on_epoch: Callable[[int, dict], None] = lambda epoch, row: None
-    on_step: Callable[[int, int, int], None] = lambda epoch, step, steps: None
+    task: Task
+    spec: DatasetSpec
+    run: Run
+    device: torch.device
+    data_root: Path | None = None
+    settings: Settings = Settings()
+    progress: Progress = Progress()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run gave, as the driver holds it: its data and split, the predicted class of each test
+    clip (in ``split.test``'s order), the worker's curves, its seconds and its phases."""
+
+    data: Dataset
+    split: Split
+    predictions: np.ndarray
+    curves: list[dict[str, Any]]
+    seconds: float
+    phases: dict[str, float]
 
 
 def frontend_from(params: dict[str, Any], harness_frontend: bool) -> frontends.Frontend:
@@ -162,6 +183,7 @@ def run_one(task: Task, spec: DatasetSpec, run: Run, device: torch.device, data_
 
     ``data`` replaces loading ``spec`` from the data root (in-memory check and lock data).
     """
+    ex = Execution(task, spec, run, device, data_root, settings, progress)
     start, age = time.perf_counter(), owners.process_age()
     if file_hash(task.file) != task.source.source_hash:
         raise SubmissionError(f"{task.file}: changed since it was planned (source hash); run it again")
@@ -174,26 +196,26 @@ def run_one(task: Task, spec: DatasetSpec, run: Run, device: torch.device, data_
         limit = settings.time_limit or time_limit_for(run.epochs, len(split.train), task.built.gflop, device.type)
         deadline = time.monotonic() + limit - (time.perf_counter() - start)
         features = Features(task.built, data, split, device, deadline, memory_bytes(settings) // 2)
-        pred, curves = _blind(task, spec, run, device, data_root, features, progress, settings, marks, limit)
+        pred, curves = _blind(ex, features, marks, limit)
     phases = {f"{name}_s": round(at - start, 3) for name, at in marks.items()}
     if age is not None:
         phases["process_s"] = round(age, 3)  # how long the process ran before this run began
-    return _record(task, spec, run, device, data, split, pred, curves, time.perf_counter() - start, phases, settings)
+    return _record(ex, Outcome(data, split, pred, curves, time.perf_counter() - start, phases))
 
 
-def _blind(task: Task, spec: DatasetSpec, run: Run, device: torch.device, data_root: Path | None, features: Features,
-           progress: Progress, settings: Settings, marks: dict[str, float], limit: float) -> tuple[np.ndarray, list]:
+def _blind(ex: Execution, features: Features, marks: dict[str, float], limit: float) -> tuple[np.ndarray, list]:
     """Fit in a worker on the training folds; then, and only then, its predictions for the test fold."""
+    task, spec, run = ex.task, ex.spec, ex.run
     x, x_val, normalize = features.training(task.built.frontend, task.built.harness_frontend)
     marks["features"] = time.perf_counter()
     split, data, deadline = features.split, features.data, features.deadline
     weights = _weights(task, run)
     request = {"name": run.submission, "run": run, "num_classes": spec.num_classes, "dataset": spec.name,
-               "device": device.type, "threads": torch.get_num_threads(), "from_random": task.from_random,
+               "device": ex.device.type, "threads": torch.get_num_threads(), "from_random": task.from_random,
                "weights_file": str(weights) if weights else ""}
-    with _worker(task, run, device, data_root, settings, weights) as worker:
+    with _worker(ex, weights) as worker:
         fit_start = time.perf_counter()
-        on_event = _events(worker, features, progress)
+        on_event = _events(worker, features, ex.progress)
         fitted = worker.ask({**request, "op": "fit"}, deadline, f"training (limit {limit:.0f} s)",
                             _training_arrays(x, x_val, data, split), on_event, until="fitted")
         if isinstance(fitted.get("first_step_s"), (int, float)):
@@ -220,15 +242,14 @@ def _weights(task: Task, run: Run) -> Path | None:
     return None
 
 
-def _worker(task: Task, run: Run, device: torch.device, data_root: Path | None, settings: Settings,
-            weights: Path | None) -> Worker:
+def _worker(ex: Execution, weights: Path | None) -> Worker:
     readable = [weights] if weights else []
-    cache = None
-    if run.compiled and data_root is not None:  # shared only by runs that test on the same fold (no label reaches it)
-        cache = compile_cache(data_root) / f"{run.submission}-{task.source.source_hash[:12]}" / \
+    run, cache = ex.run, None
+    if run.compiled and ex.data_root is not None:  # shared only by runs that test on the same fold (no label reaches it)
+        cache = compile_cache(ex.data_root) / f"{run.submission}-{ex.task.source.source_hash[:12]}" / \
             f"{run.dataset}-fold{run.fold}"
-    return Worker(task.file, settings, device.type, protected_roots(data_root), readable, compile_cache=cache,
-                  compiled=run.compiled)
+    return Worker(ex.task.file, ex.settings, ex.device.type, protected_roots(ex.data_root), readable,
+                  compile_cache=cache, compiled=run.compiled)
 
 
 def _events(worker: Worker, features: Features, progress: Progress) -> Callable[[dict], None]:
@@ -276,40 +297,39 @@ def checked_curves(curves: Any, epochs: int) -> list[dict[str, Any]]:
     return curves
 
 
-def _record(task: Task, spec: DatasetSpec, run: Run, device: torch.device, data: Dataset, split: Split,
-            pred: np.ndarray, curves: list, seconds: float, phases: dict[str, float], settings: Settings) -> RunRecord:
-    """The submission as registered identifies the run (its config); as trained, it describes it."""
-    config = run_config(task.described, task.built, spec, run)
-    built = task.built
+def _record(ex: Execution, outcome: Outcome) -> RunRecord:
+    """The one place a run's record is made: the submission as registered identifies the run (its
+    config); as trained, it describes it."""
+    task, spec, run, built, data, split = ex.task, ex.spec, ex.run, ex.task.built, outcome.data, outcome.split
+    config = run_config(task.described, built, spec, run)
     return RunRecord(
         run, config, config_hash(config), task.source.source_hash, spec.version, data.fold_fingerprint,
         model=built.model_name, frontend=built.frontend_summary, pretrained=bool(built.pretrained),
         tta=task.described.tta, excluded_files=list(data.excluded),
         n_train=int(len(split.train)), n_val=int(len(split.val)), n_test=int(len(split.test)),
-        metrics=classification_metrics(data.y[split.test], pred, spec.num_classes),
-        predictions=pred.tolist(), curves=curves, git=task.source.git, versions=package_versions(),
-        device=device.type, hardware=hardware(device), wall_time_s=round(seconds, 3),
-        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), phases=phases,
-        sandbox=SANDBOX if settings.confined else "off (--unsandboxed)")
+        metrics=classification_metrics(data.y[split.test], outcome.predictions, spec.num_classes),
+        predictions=outcome.predictions.tolist(), curves=outcome.curves, git=task.source.git,
+        versions=package_versions(), device=ex.device.type, hardware=hardware(ex.device),
+        wall_time_s=round(outcome.seconds, 3), finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        phases=outcome.phases, sandbox=SANDBOX if ex.settings.confined else "off (--unsandboxed)")
 
 
 SANDBOX = "landlock+seccomp+netns+pidns"  # what confined the run's worker (harness.core.sandbox)
 
 
-def attempt(task: Task | Callable[[], Task], spec: DatasetSpec, run: Run, device: torch.device,
-            data_root: Path | None, progress: Progress = Progress(), settings: Settings = Settings()) -> Record:
+def attempt(ex: Execution) -> Record:
     """One run as a record: its result, or a failed record saying why. Never an exception, but for
     what no later run could get past either, which stops the sweep with one line and stores nothing:
     ``SandboxUnavailable`` (no run may start where the sandbox cannot be set up) and ``DiskError``
     (the data root cannot take a cache)."""
     try:
-        return run_one(task() if callable(task) else task, spec, run, device, data_root, progress, settings=settings)
+        return run_one(ex.task, ex.spec, ex.run, ex.device, ex.data_root, ex.progress, settings=ex.settings)
     except (SandboxUnavailable, DiskError):
         raise
     except WorkerError as err:
-        return FailedRecord(run, _refused(_memory(str(err), settings, device), settings), err.trace)
+        return FailedRecord(ex.run, _refused(_memory(str(err), ex), ex.settings), err.trace)
     except Exception as err:  # one failed run must not stop or lose the others
-        return FailedRecord(run, f"{type(err).__name__}: {err}" if not isinstance(err, HarnessError) else str(err),
+        return FailedRecord(ex.run, f"{type(err).__name__}: {err}" if not isinstance(err, HarnessError) else str(err),
                             traceback.format_exc(limit=-3))
 
 
@@ -325,8 +345,8 @@ def _refused(line: str, settings: Settings) -> str:
     return line
 
 
-def _memory(line: str, settings: Settings, device: torch.device) -> str:
-    if "MemoryError" not in line or device.type == "cuda":
+def _memory(line: str, ex: Execution) -> str:
+    if "MemoryError" not in line or ex.device.type == "cuda":
         return line
-    return (f"{line} (out of memory: over the sandbox's limit of {memory_bytes(settings) / 2**30:.1f} GiB of address "
-            f"space; --memory-limit)")
+    return (f"{line} (out of memory: over the sandbox's limit of {memory_bytes(ex.settings) / 2**30:.1f} GiB of "
+            f"address space; --memory-limit)")

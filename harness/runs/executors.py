@@ -9,6 +9,9 @@ executor trained them.
   of host memory) is replaced and its run retried.
 - ``RayCluster`` (``harness.runs.ray_executor``): each run a Ray task, here or on a cluster.
 
+Which one a plan gets is the executor registry's (``harness.runs.slots.EXECUTORS``): ``local``
+is this module's ``local`` (a pool, or ``InProcess`` for one slot), ``ray`` is Ray's.
+
 An executor takes the next job only when it has room for it, so a run is claimed just before
 it starts, and two drivers sharing a store split a sweep between them.
 """
@@ -29,11 +32,12 @@ from harness.core.disk import DiskError
 from harness.core.errors import HarnessError
 from harness.core.sandbox import SandboxUnavailable
 from harness.data.catalog import DatasetSpec
-from harness.runs.execute import Progress, Task, attempt
+from harness.runs.execute import Execution, Task, attempt
 from harness.runs.records import FailedRecord, Record
 from harness.runs.run import Run
 from harness.runs.sandboxed import Settings
-from harness.runs.slots import Slot, pinned_devices
+from harness.runs.slots import Placement, Slot, cpu_slots, gpu_slots, parse_gpus, pinned_devices
+from harness.training.loop import Progress
 
 MAX_ATTEMPTS = 3  # a run whose worker died this often is recorded as failed, not tried forever
 
@@ -43,8 +47,9 @@ class Job:
     """One run, by value, as a runner needs it: it pickles to a process or to another machine.
 
     ``task``: the submission as the run trains it, as data, with the driver's view of its code (a
-    runner checks its own copy against it); ``device`` is ``cpu`` or ``cuda`` (a pinned runner's
-    GPU is its ``cuda:0``); ``runs_per_gpu`` how many runs of this kind share one GPU.
+    runner checks its own copy against it); ``device`` is ``cpu`` or ``cuda``, the one statement of
+    where the run trains (``device_of``: which GPU is the executor's slot's); ``runs_per_gpu`` how
+    many runs of this kind share one GPU.
     """
 
     task: Task
@@ -63,11 +68,17 @@ class Executor(Protocol):
         """Train ``jobs``, taking the next only when there is room for it; yield each with its record."""
 
 
+def device_of(job: Job, gpu: int | None = None) -> torch.device:
+    """The device ``job`` trains on: its kind, on GPU ``gpu`` of this process when the slot names one
+    (a runner pinned to its GPU with ``CUDA_VISIBLE_DEVICES`` names none: its GPU is ``cuda:0``)."""
+    return torch.device(job.device, gpu) if job.device == "cuda" and gpu is not None else torch.device(job.device)
+
+
 def work(job: Job, threads: int, settings: Settings) -> Record:
     """What a runner process does with a job: its record (``attempt`` turns every error into a
     failed record); the submission's code runs in the sandboxed worker it starts."""
     torch.set_num_threads(threads)
-    return attempt(job.task, job.spec, job.run, torch.device(job.device), job.data_root, settings=settings)
+    return attempt(Execution(job.task, job.spec, job.run, device_of(job), job.data_root, settings))
 
 
 def died(job: Job, attempts: int, why: str) -> FailedRecord:
@@ -77,10 +88,11 @@ def died(job: Job, attempts: int, why: str) -> FailedRecord:
 
 @dataclass
 class InProcess:
-    """The driver runs one job at a time itself on ``device``: it holds the data and scores, and
-    each run's submission code trains in a fresh sandboxed worker (``harness.runs.execute``)."""
+    """The driver runs one job at a time itself, on the job's device (``gpu``: which GPU of this
+    process, for a CUDA job): it holds the data and scores, and each run's submission code trains
+    in a fresh sandboxed worker (``harness.runs.execute``)."""
 
-    device: torch.device
+    gpu: int | None = None
     settings: Settings = Settings()
 
     def results(self, jobs: Iterator[Job], status: Status) -> Iterator[tuple[Job, Record]]:
@@ -88,8 +100,20 @@ class InProcess:
             show = lambda epoch, row: status(job, f"epoch {epoch} (budget {job.run.epochs}) loss {row['train_loss']:.3f}")
             step = lambda epoch, number, steps: status(job, f"epoch {epoch} step {number}/{steps}")
             status(job, "data, features, first step")
-            yield job, attempt(job.task, job.spec, job.run, self.device, job.data_root, Progress(show, step),
-                               self.settings)
+            yield job, attempt(Execution(job.task, job.spec, job.run, device_of(job, self.gpu), job.data_root,
+                                         self.settings, Progress(show, step)))
+
+
+def local(placement: Placement, device: torch.device, runs: int, per_device: int,
+          settings: Settings) -> Executor:
+    """The ``local`` executor for ``runs`` runs, ``per_device`` of them sharing a GPU or the CPU:
+    a pool of worker processes, one per slot, or with one slot the driver itself."""
+    cpus = torch.get_num_threads()
+    if device.type == "cuda":
+        slots = gpu_slots(parse_gpus(placement.gpus, torch.cuda.device_count()), per_device, runs, cpus)
+    else:
+        slots = cpu_slots(per_device, runs, cpus)
+    return LocalPool(slots, settings) if len(slots) > 1 else InProcess(slots[0].gpu, settings)
 
 
 class LocalPool:

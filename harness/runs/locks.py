@@ -16,10 +16,12 @@ from harness.core.paths import PROJECT_ROOT
 from harness.runs.check import tiny_run
 from harness.runs.described import Submissions
 from harness.runs.execute import run_one, task_for
-from harness.runs.provenance import package_versions, provenance_problem
+from harness.runs.provenance import package_versions
+from harness.runs.verdict import Judged, Splits, Stale, verdict
 from harness.runs.records import RecordError, RunRecord
 from harness.runs.store import load_record, write_json_atomic
 from harness.training.device import resolve_device
+from harness.training.metrics import METRICS
 
 LOCK_DIR = PROJECT_ROOT / "locks"
 
@@ -83,12 +85,11 @@ def verify(name: str, subs: Submissions, folder: Path = LOCK_DIR) -> tuple[bool,
 TOLERANCE = {"cpu": 0.0, "other cpu": 0.02, "cuda": 0.02}
 
 
-def verify_result(path: Path, subs: Submissions, data_root: Path | None, catalog,
-                  fold_fingerprint: str | None) -> tuple[bool, list[str]]:
+def verify_result(path: Path, subs: Submissions, data_root: Path | None, catalog) -> tuple[bool, list[str]]:
     """Re-run one stored result as its run identity says and compare its metrics.
 
-    ``catalog`` is the dataset catalog in use (``bench --datasets``); ``fold_fingerprint`` the
-    current split of the data, which the stored run must share.
+    ``catalog`` is the dataset catalog in use (``bench --datasets``); the stored result must still
+    stand against it, the code and the data in ``data_root`` (``harness.runs.verdict``).
     """
     try:
         record = load_record(path)
@@ -99,9 +100,8 @@ def verify_result(path: Path, subs: Submissions, data_root: Path | None, catalog
     run = record.run
     if run.weights.startswith("sha256:"):
         return False, [f"{path}: ran from a local checkpoint; re-run it with `bench run --weights FILE`"]
-    fingerprints = {run.dataset: fold_fingerprint} if fold_fingerprint else {}
-    if problem := provenance_problem(record, subs, catalog, fingerprints):
-        return False, [f"{path}: cannot be re-run as recorded: {problem}"]
+    if isinstance(found := verdict(record, Judged(subs, catalog, Splits(data_root))), Stale):
+        return False, [f"{path}: cannot be re-run as recorded: {found.reason}"]
     spec, device = catalog.get(run.dataset), resolve_device(record.device)
     now = run_one(task_for(subs, run, spec), spec, run, device, data_root, settings=subs.settings)
     kind = "other cpu" if device.type == "cpu" and now.hardware != record.hardware else device.type
@@ -109,7 +109,7 @@ def verify_result(path: Path, subs: Submissions, data_root: Path | None, catalog
     lines, ok = [f"{path.name}: re-ran {run.submission} on {run.dataset} fold {run.fold} trial {run.trial}, "
                  f"{run.epochs} epochs, {device.type}, {run.variant}"
                  + (f" (stored on {record.hardware}, re-run on {now.hardware})" if kind == "other cpu" else "")], True
-    for metric in ("accuracy", "macro_f1"):
+    for metric in filter(record.metrics.__contains__, METRICS):  # a metric registered since: nothing to compare
         old, new = record.metrics[metric], now.metrics[metric]
         within = abs(new - old) <= tolerance
         ok &= within

@@ -6,6 +6,7 @@ skipped, claimed and stored the same way whichever command asked for it.
 """
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +19,14 @@ from harness.core.registry import Registry
 from harness.data.catalog import DatasetSpec
 from harness.data.datasets import load_dataset, verified_folder
 from harness.runs.described import Built, Submissions
-from harness.runs.executors import Executor, InProcess, LocalPool
+from harness.runs.executors import Executor, InProcess
 from harness.runs.driver import GridReport, Work, drive, plan
+from harness.runs.verdict import Judged, Splits
 from harness.runs import store
 from harness.runs.flops import SIDE_BY_SIDE, is_small
 from harness.runs.records import RunRecord
 from harness.runs.run import Run
-from harness.runs.slots import Placement, cpu_slots, gpu_slots, parse_gpus
+from harness.runs.slots import Placement
 from harness.runs.sweep import Point
 from harness.training.device import resolve_compile, resolve_precision
 
@@ -52,7 +54,8 @@ class Plan:
 
     @property
     def runs(self) -> list[Run]:
-        return [run for p in self.planned for run in p.runs]
+        """Every run of the plan, once (two points, e.g. of two documents, may name the same run)."""
+        return list(dict.fromkeys(run for p in self.planned for run in p.runs))
 
     @property
     def missing(self) -> list[Run]:
@@ -86,6 +89,7 @@ def make_plan(points: list[Point], subs: Submissions, catalog: Registry[DatasetS
     result = Plan()
     sized = device.type == "cuda"  # a model's FLOPs decide what auto means on a GPU only
     _describe_all(points, subs, catalog, sized)
+    against, seen = Judged(subs, catalog, Splits(data_root)), set()
     for point in points:
         cell, spec, unavailable = point.cell, catalog.get(point.cell.dataset), ""
         try:
@@ -100,7 +104,9 @@ def make_plan(points: list[Point], subs: Submissions, catalog: Registry[DatasetS
             is_small(built.gflop)
         runs = cell.runs(built, spec, resolve_precision(cell.precision, device),
                          resolve_compile(cell.compile, device, say, tiny))
-        missing, _ = plan(subs, spec, runs, results_root)
+        missing, _ = plan(runs, results_root, against)
+        missing = [run for run in missing if run not in seen]  # another point (document) already plans it
+        seen.update(runs)
         _stored_inside(missing, results_root)
         per_gpu = placement.runs_per_gpu or (SIDE_BY_SIDE if tiny else 1)
         per_device = per_gpu if device.type == "cuda" else placement.workers or 1
@@ -142,15 +148,16 @@ def execute_plan(plan: Plan, subs: Submissions, device: torch.device, results_ro
                  log: Callable[[RunRecord], None] | None = None) -> list[GridReport]:
     """Run every missing run of ``plan`` under one progress bar (with ETA); one report per point.
 
-    On the local executor, points that share devices alike (runs per GPU) run together, one
-    executor each; Ray packs every point's runs onto its cluster at once. Finished runs are
-    kept on Ctrl-C. ``log`` is called with each finished run's record (``harness.runs.tracking``).
+    Points that share devices alike (runs per GPU) run together, one executor each; an executor
+    that packs runs itself (Ray: ``ExecutorKind.together``) gets every point's runs at once. No
+    executor is made when nothing is left to run. Finished runs are kept on Ctrl-C. ``log`` is
+    called with each finished run's record (``harness.runs.tracking``).
     """
     from tqdm import tqdm
 
     reports = {id(p): GridReport() for p in plan.planned}
     todo = [p for p in plan.planned if p.missing and not p.unavailable]
-    groups = [todo] if placement.executor == "ray" else \
+    groups = ([todo] if todo else []) if placement.kind.together else \
         [[p for p in todo if p.per_device == k] for k in dict.fromkeys(p.per_device for p in todo)]
     with tqdm(total=len(plan.runnable), desc=title, unit="run", disable=not plan.runnable) as bar:
         for group in groups:
@@ -164,20 +171,11 @@ def execute_plan(plan: Plan, subs: Submissions, device: torch.device, results_ro
 
 
 def _executor(group: list[Planned], device: torch.device, placement: Placement, settings) -> Executor:
-    """The executor for points that share devices alike: Ray, or this machine's slots (one slot:
-    the driver trains in its own process)."""
-    if placement.executor == "ray":
-        from harness.runs.ray_executor import RayCluster
-
-        return RayCluster(placement.address, placement.workers, settings)
-    runs, per_device, cpus = sum(len(p.missing) for p in group), group[0].per_device, torch.get_num_threads()
-    if device.type == "cuda":
-        slots = gpu_slots(parse_gpus(placement.gpus, torch.cuda.device_count()), per_device, runs, cpus)
-    else:
-        slots = cpu_slots(per_device, runs, cpus)
-    if len(slots) > 1:
-        return LocalPool(slots, settings)
-    return InProcess(torch.device("cuda", slots[0].gpu) if slots[0].gpu is not None else device, settings)
+    """The placement's executor (its factory in ``harness.runs.slots.EXECUTORS``) for the runs of
+    ``group``, points whose runs share devices alike."""
+    module, _, name = placement.kind.factory.partition(":")
+    factory = getattr(importlib.import_module(module), name)
+    return factory(placement, device, sum(len(p.missing) for p in group), group[0].per_device, settings)
 
 
 def _prepare_data(group: list[Planned], data_root: Path | None, bar) -> None:

@@ -1,6 +1,6 @@
 """Provenance: what a run's result depends on (its config and its hash), the code and machine it
-ran on, and why a stored result may no longer stand. The runner, the leaderboard and the locks
-all ask here.
+ran on, and whether a result's metrics follow from its predictions. Whether a stored result
+still stands is ``harness.runs.verdict``'s one rule.
 """
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ import platform
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from harness.core.errors import HarnessError
-from harness.core.registry import Registry
 from harness.data.audio import RESAMPLER
 from harness.core.paths import PROJECT_ROOT
 from harness.data.catalog import DatasetSpec
@@ -24,7 +22,7 @@ if TYPE_CHECKING:
     import torch
 
     from harness.data.datasets import AnswerKey
-    from harness.runs.described import Built, Described, Submissions, Variant
+    from harness.runs.described import Built, Described, Variant
 
 PACKAGES = ("torch", "torchaudio", "torchvision", "timm", "numpy", "scikit-learn", "soundfile", "soxr")
 
@@ -79,53 +77,13 @@ def variant_of(run: Run) -> "Variant":
     return Variant(run.overrides, run.weights, run.checkpoint)
 
 
-def current_check(subs: "Submissions", name: str, spec: DatasetSpec) -> Callable[[RunRecord], bool]:
-    """Whether a record is of its run's current config and of this submission code (an edited
-    file makes it stale), for many records of one submission: each (weights, overrides) is built
-    once in a worker, not once per record."""
-    def check(record: RunRecord) -> bool:
-        return provenance_problem(record, subs, None, {}, spec) is None
-    return check
-
-
-def provenance_problem(record: RunRecord, subs: "Submissions", specs: Registry[DatasetSpec] | None,
-                       fold_fingerprints: dict[str, str], spec: DatasetSpec | None = None) -> str | None:
-    """Why a stored result may not be ranked (or reused) any more, or None when it still stands.
-
-    ``fold_fingerprints``: the current split of each dataset that has been loaded (a result made on
-    another split is stale); ``spec`` stands for ``specs`` when the caller has the one dataset.
-    """
-    run = record.run
-    if run.submission not in subs:
-        return f"submission {run.submission!r} no longer exists"
-    if spec is None and run.dataset not in specs:
-        return f"dataset {run.dataset!r} no longer declared"
-    spec = spec or specs.get(run.dataset)
-    if problem := subs.problem(run.submission):
-        return problem
-    described = subs.describe(run.submission)
-    if record.dataset_version != spec.version:
-        return f"dataset version {record.dataset_version} != current {spec.version}"
-    if record.source_hash != described.source_hash:
-        return "submission source changed since this run"
-    try:
-        now = run_config(described, subs.built(run.submission, variant_of(run)), spec, run)
-    except HarnessError as err:
-        return f"its overrides no longer apply ({err})"
-    if record.config_hash != config_hash(now):
-        changed = ", ".join(sorted(k for k in set(record.config) | set(now) if record.config.get(k) != now.get(k)))
-        return "config changed since this run" + (f" ({changed})" if changed else "")
-    fingerprint = fold_fingerprints.get(run.dataset)
-    if fingerprint and record.fold_fingerprint != fingerprint:
-        return "fold split changed since this run"
-    return None
-
-
 def metrics_problem(record: RunRecord, key: "AnswerKey | None", num_classes: int) -> str | None:
     """Why a record's metrics do not follow from its stored predictions and the dataset's labels
-    (a forged or hand-edited score, whatever its seal says), or None. Without the data here, or on
-    another split (stale for that reason), there is nothing to recompute."""
-    import numpy as np
+    (a forged or hand-edited score, whatever its seal says), or None. Each registered metric the
+    record has is recomputed (one registered after the record was made is absent, not wrong), and
+    its confusion matrix. Without the data here, or on another split (stale for that reason),
+    there is nothing to recompute."""
+    from harness.training.metrics import confusion, scores
 
     if key is None or record.fold_fingerprint != key.fingerprint:
         return None
@@ -135,16 +93,12 @@ def metrics_problem(record: RunRecord, key: "AnswerKey | None", num_classes: int
             isinstance(p, int) and not isinstance(p, bool) and 0 <= p < num_classes for p in pred):
         return f"damaged: its {len(pred) if isinstance(pred, list) else 'unreadable'} predictions are not one class " \
                f"per clip of test fold {record.run.fold} ({len(truth)} clips)"
-    confusion = np.bincount(truth * num_classes + np.asarray(pred), minlength=num_classes ** 2).reshape(num_classes, -1)
-    hits, true, said = confusion.diagonal(), confusion.sum(1), confusion.sum(0)
-    f1 = np.divide(2 * hits, true + said, out=np.zeros(num_classes), where=true + said > 0)
-    now = {"accuracy": hits.sum() / len(truth), "macro_f1": f1.mean()}
-    for name, value in now.items():
-        stored = record.metrics.get(name)
-        if not isinstance(stored, (int, float)) or abs(stored - value) > 1e-9:
-            return f"damaged: its {name} {stored} does not follow from its predictions ({value:.4f} against the " \
-                   f"dataset's labels)"
-    if record.metrics.get("confusion") is not None and record.metrics["confusion"] != confusion.tolist():
+    for name, value in scores(truth, pred, num_classes).items():
+        if name in record.metrics and abs(record.metrics[name] - value) > 1e-9:
+            return f"damaged: its {name} {record.metrics[name]} does not follow from its predictions ({value:.4f} " \
+                   f"against the dataset's labels)"
+    if record.metrics.get("confusion") is not None and \
+            record.metrics["confusion"] != confusion(truth, pred, num_classes).tolist():
         return "damaged: its confusion matrix does not follow from its predictions"
     return None
 

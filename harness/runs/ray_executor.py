@@ -11,13 +11,18 @@ imported on each node (``bench fetch``).
 """
 from __future__ import annotations
 
+import itertools
 import os
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from harness.core.errors import HarnessError
 from harness.runs.executors import MAX_ATTEMPTS, Job, Status, died, work
 from harness.runs.sandboxed import Settings
 from harness.runs.records import FailedRecord, Record
+from harness.runs.slots import Placement
+
+if TYPE_CHECKING:
+    import torch
 
 FORWARDED = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")  # and every BENCH_* variable
 
@@ -34,6 +39,13 @@ def _ray():
     return ray
 
 
+def cluster(placement: Placement, device: "torch.device", runs: int, per_device: int,
+            settings: Settings) -> "RayCluster":
+    """The ``ray`` executor (``harness.runs.slots.EXECUTORS``): every run of a plan to one Ray
+    instance or cluster, which packs them itself. Ray is reached only once a run is asked for."""
+    return RayCluster(placement.address, placement.workers, settings)
+
+
 class RayCluster:
     """Runs as Ray tasks. ``address``: None starts (or joins, if this process has one) a local Ray
     instance; ``auto`` or ``HOST:PORT`` joins an existing cluster."""
@@ -44,7 +56,9 @@ class RayCluster:
         self.settings = settings
 
     def results(self, jobs: Iterator[Job], status: Status) -> Iterator[tuple[Job, Record]]:
-        ray = _ray()
+        if (first := next(jobs, None)) is None:  # nothing to run: Ray is neither started nor joined
+            return
+        jobs, ray = itertools.chain([first], jobs), _ray()
         started = self._connect(ray)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.cpus_per_run = max(1, cpus // self.workers) if self.workers else 1

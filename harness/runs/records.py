@@ -1,10 +1,14 @@
-"""Records: what one run left behind, as typed values checked when they are read.
+"""Records: what one run left behind, and the checks a result file passes to be read as one.
 
 A ``RunRecord`` is a finished run (its metrics, predictions, curves and provenance); a
 ``FailedRecord`` says why a run did not finish. Both hold their ``Run`` and turn into the JSON
-of a result file and back. Reading checks the schema, the checksum and that the record's fields
-agree with its run, so a damaged, hand-edited or older file is an error naming the file, never
-a record read half right.
+of a result file and back. Reading checks the schema, the checksum, that every field is there
+and agrees with its run, and that each registered metric (``harness.training.metrics``) the
+record has is a finite number from 0 to 1, accuracy and macro-F1 always; so a damaged,
+hand-edited or older file is an error naming the file, never a record read half right. The other
+fields are taken as written: whether the predictions are one class per test clip and the
+metrics follow from them is checked against the dataset's labels
+(``harness.runs.provenance.metrics_problem``).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from harness.runs.run import Run, RunError
 SCHEMA = 2  # 2: records hold their run identity (harness.runs.run) and live at Run.path
 IDENTITY = ("submission", "dataset", "epochs", "fold", "trial")  # copied beside "run" for readers of the JSON
 OPTIONAL = ("migrated_from", "phases", "sandbox")  # absent from records written before they existed
+REQUIRED_METRICS = ("accuracy", "macro_f1")  # every record has them; metrics registered later may be absent
 
 
 class RecordError(HarnessError):
@@ -81,9 +86,20 @@ class RunRecord:
     status: ClassVar[str] = "ok"
 
     def __post_init__(self):
-        for metric in ("accuracy", "macro_f1"):
-            if not isinstance(self.metrics.get(metric), (int, float)):
-                raise RecordError(f"record of {self.run.variant} fold {self.run.fold} has no {metric}")
+        # imported when a record is made, not with this module: harness.training imports torch, and
+        # commands that only import this module (bench fetch, bench doctor's start) start without it
+        from harness.training.metrics import METRICS
+
+        where = f"record of {self.run.variant} fold {self.run.fold}"
+        if not isinstance(self.metrics, dict):
+            raise RecordError(f"{where} has no metrics")
+        for metric in REQUIRED_METRICS:
+            if metric not in self.metrics:
+                raise RecordError(f"{where} has no {metric}")
+        for metric in filter(self.metrics.__contains__, METRICS):
+            value = self.metrics[metric]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise RecordError(f"{where} has {metric} {value!r}, not a number from 0 to 1")
 
     @property
     def accuracy(self) -> float:

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.core.choices import RESOLVED_PRECISIONS
 from harness.core.errors import HarnessError
 from harness.data.fetch import sha256_file
 from harness.core.seeds import seed_for
 
 WEIGHTS = re.compile(r"^(scratch|random|pretrained:[\w.\-]+|sha256:[0-9a-f]{64})$")
-PRECISIONS = ("bf16", "fp32")
 OVERRIDABLE = re.compile(r"^((frontend|recipe|model_kwargs|fit)\.\w+|model)$")  # full names (training.overrides)
 
 
@@ -63,7 +63,7 @@ class Run:
                 raise RunError(f"a run's {name} must be a whole number of at least 1, got {getattr(self, name)!r}")
         if not WEIGHTS.match(self.weights):
             raise RunError(f"weights {self.weights!r}: use scratch, random, pretrained:<timm tag> or sha256:<digest>")
-        if self.precision not in PRECISIONS:
+        if self.precision not in RESOLVED_PRECISIONS:
             raise RunError(f"precision {self.precision!r}: use bf16 or fp32 (resolve 'auto' for the device first)")
         plain = lambda v: tuple(map(plain, v)) if isinstance(v, (list, tuple)) else v  # hashable, and equal after JSON
         object.__setattr__(self, "overrides", tuple(sorted((str(k), plain(v)) for k, v in dict(self.overrides).items())))

@@ -6,12 +6,17 @@ A slot is one worker process: on a GPU it sees only its GPU (``CUDA_VISIBLE_DEVI
 runs use ``cuda:0`` whichever GPU that is; on the CPU the cores are split between the slots.
 Runs are handed to slots in order, the first ``len(slots)`` runs one each, every later run to
 the first slot that frees up.
+
+``EXECUTORS`` is the one registry of executors: each one's name, what it is, the placement options
+it takes and its factory. The command line's ``--executor`` choices, ``Placement``'s checks and
+the plan's choice of executor all read it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from harness.core.errors import HarnessError
+from harness.core.registry import Registry
 
 
 class PlacementError(HarnessError):
@@ -81,7 +86,41 @@ def pinned_devices(visible: str | None, gpu: int) -> str:
     return entries[gpu]
 
 
-EXECUTORS = ("local", "ray")
+OPTIONS = {"gpus": "--gpus", "runs_per_gpu": "--runs-per-gpu", "workers": "--workers", "address": "--address"}
+
+
+@dataclass(frozen=True)
+class ExecutorKind:
+    """An executor as the command line, a ``Placement`` and a plan know it (``EXECUTORS``).
+
+    Args:
+        help: what it is, in a few words (``bench run --help``).
+        factory: ``"module:function"``, what builds it for a group of runs: ``function(placement,
+            device, runs, per_device, settings)`` returns a ``harness.runs.executors.Executor``. The
+            plan imports it when it runs one, so that listing executors imports no torch.
+        options: the placement options it reads (``OPTIONS``' keys); a ``Placement`` refuses another.
+        together: every point's runs go to one executor, which packs them itself (Ray); else a plan
+            makes one per group of points whose runs share devices alike.
+    """
+
+    help: str
+    factory: str
+    options: tuple[str, ...] = ("runs_per_gpu", "workers")
+    together: bool = False
+
+    def __post_init__(self):
+        if unknown := set(self.options) - set(OPTIONS):
+            raise PlacementError(f"executor option {sorted(unknown)[0]!r}: use {', '.join(OPTIONS)}")
+        module, _, function = self.factory.partition(":")
+        if not (module.replace(".", "_").isidentifier() and function.isidentifier()):
+            raise PlacementError(f"executor factory {self.factory!r}: write it as module:function")
+
+
+EXECUTORS: Registry[ExecutorKind] = Registry("executor")  # --executor NAME
+EXECUTORS.add("local", ExecutorKind("this machine's GPUs or cores", "harness.runs.executors:local",
+                                    ("gpus", "runs_per_gpu", "workers")))
+EXECUTORS.add("ray", ExecutorKind("a Ray instance or cluster (pip install -e '.[ray]')", "harness.runs.ray_executor:cluster",
+                                  ("runs_per_gpu", "workers", "address"), together=True))
 
 
 @dataclass(frozen=True)
@@ -89,7 +128,8 @@ class Placement:
     """How a plan's runs are spread over the hardware, checked when it is made.
 
     Args:
-        executor: ``local`` (this machine's GPUs or cores) or ``ray`` (a Ray instance or cluster).
+        executor: a name of ``EXECUTORS``: ``local`` (this machine's GPUs or cores) or ``ray`` (a
+            Ray instance or cluster).
         gpus: ``all`` or GPU indices like ``0,1`` (local executor on CUDA); default ``all``.
         runs_per_gpu: runs sharing one GPU; None: 4 for small models, else 1 (``harness.runs.flops``).
         workers: CPU runs at once, the cores split between them; None: 1 on the local executor,
@@ -111,11 +151,18 @@ class Placement:
                 raise PlacementError(f"{name} {count!r}: use a whole number of at least 1")
         if self.gpus.strip() != "all" and not all(part.strip().isdigit() for part in self.gpus.split(",")):
             raise PlacementError(f"--gpus {self.gpus!r}: write all, or GPU indices like 0,1 or 1,3")
-        if self.address and self.executor != "ray":
-            raise PlacementError("--address names a Ray cluster: add --executor ray")
-        if self.executor == "ray" and self.gpus.strip() != "all":
-            raise PlacementError("--gpus chooses GPUs of this machine; Ray places runs on its cluster's GPUs itself "
-                                 "(limit them with `ray start --num-gpus`)")
+        given = {"gpus": self.gpus.strip() != "all", "runs_per_gpu": self.runs_per_gpu is not None,
+                 "workers": self.workers is not None, "address": bool(self.address)}
+        if refused := [name for name, value in given.items() if value and name not in self.kind.options]:
+            takers = [name for name in EXECUTORS if refused[0] in EXECUTORS.get(name).options]
+            raise PlacementError(f"--executor {self.executor} takes no {OPTIONS[refused[0]]} (it takes "
+                                 f"{', '.join(OPTIONS[o] for o in self.kind.options)}); {OPTIONS[refused[0]]} is for "
+                                 f"--executor {' or '.join(takers)}")
+
+    @property
+    def kind(self) -> ExecutorKind:
+        """The executor's entry in ``EXECUTORS``."""
+        return EXECUTORS.get(self.executor)
 
     def check_device(self, device_type: str) -> None:
         """Refuse, rather than ignore, options meant for the other kind of device."""

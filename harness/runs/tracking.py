@@ -2,9 +2,10 @@
 
 The driver logs a run after its result is stored (so every executor's runs are logged alike,
 and a tracking failure never loses a result): its identity and overrides, the submission's
-settings and the hardware as config, its per-epoch curves as history, its final metrics as
-summary; a sweep's runs share a group. Offline (files under ``wandb/``, to `wandb sync` later)
-unless the user has logged in or set ``WANDB_MODE``. ``pip install -e '.[wandb]'``.
+settings and the hardware as config, its per-epoch curves as history (a validation metric's
+summary is its best epoch), every registered metric it has as summary; a sweep's runs share a
+group. Offline (files under ``wandb/``, to `wandb sync` later) unless the user has logged in or
+set ``WANDB_MODE``. ``pip install -e '.[wandb]'``.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from harness.core.errors import HarnessError
 from harness.runs.records import RunRecord
+from harness.training.metrics import METRICS, registered
 
 
 def _wandb():
@@ -57,9 +59,11 @@ class WandbLogger:
                                name=f"{run.submission} {run.variant} e{run.epochs} fold {run.fold} trial {run.trial}",
                                config=run_config(record), reinit="create_new")
         try:
+            for spec in registered():  # a validation curve's summary: its best epoch
+                logged.define_metric(f"val_{spec.name}", summary="max" if spec.higher_is_better else "min")
             for row in record.curves:
                 logged.log({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
-            logged.summary.update({"accuracy": record.accuracy, "macro_f1": record.macro_f1,
+            logged.summary.update({**{name: value for name, value in record.metrics.items() if name in METRICS},
                                    "wall_time_s": record.wall_time_s, "n_test": record.n_test})
         finally:
             logged.finish()

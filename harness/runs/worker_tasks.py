@@ -24,9 +24,9 @@ from harness.core.seeds import seed_everything
 from harness.runs.models import build_model, check_output_shape, describe_failure, model_gflop
 from harness.runs.run import RunError
 from harness.runs.protocol import failure, receive_arrays, reply, throttled
-from harness.training.device import place_model, switches
+from harness.training.device import CompiledModels, place_model, switches
 from harness.training.features import move_home
-from harness.training.loop import TrainContext, fit_default, predict
+from harness.training.loop import Progress, TrainContext, fit_default, predict
 from harness.training.overrides import apply_overrides, resolve_overrides
 from harness.training.submission import Submission, SubmissionError, get_submission, load_submission_file
 
@@ -35,7 +35,7 @@ HARNESS_FRONTENDS = "harness.frontends.features"
 
 def serve(conn) -> int:
     """Answer requests until the driver says stop or goes away; the exit code of the worker."""
-    model = None
+    model, compiled = None, CompiledModels()  # the models this worker compiled, for its life
     while True:
         try:
             message = conn.recv()
@@ -52,7 +52,7 @@ def serve(conn) -> int:
             if message["op"] == "describe":
                 reply(conn, describe(sub, message["variants"]))
             elif message["op"] == "fit":
-                model = fit(conn, sub, message)
+                model = fit(conn, sub, message, compiled)
             elif message["op"] == "predict":
                 reply(conn, {"event": "predictions", "predictions": predictions(conn, sub, model, message)})
             elif message["op"] == "contract":
@@ -134,18 +134,20 @@ def _features_for(conn, device: torch.device):
     return features_for
 
 
-def _steps(conn):
-    """Progress inside an epoch: its first and last step always, the others at most twice a second."""
+def _progress(conn) -> Progress:
+    """Each epoch's row to the driver; steps inside an epoch: the first and last always, the others
+    at most twice a second."""
     some = throttled(lambda message: reply(conn, message))
 
     def on_step(epoch: int, number: int, steps: int) -> None:
         message = {"event": "step", "epoch": epoch, "step": number, "steps": steps}
         reply(conn, message) if number in (1, steps) else some(message)
-    return on_step
+    return Progress(on_epoch=lambda epoch, row: reply(conn, {"event": "epoch", "row": row}), on_step=on_step)
 
 
-def fit(conn, sub: Submission, message: dict[str, Any]) -> nn.Module:
-    """Train as the run says on the arrays that follow the message; report epochs, then the curves."""
+def fit(conn, sub: Submission, message: dict[str, Any], compiled: CompiledModels | None = None) -> nn.Module:
+    """Train as the run says on the arrays that follow the message; report epochs, then the curves
+    (``compiled``: the worker's compiled models)."""
     run, device = message["run"], torch.device(message["device"])
     torch.set_num_threads(message["threads"])
     trained = trained_as(sub, run.overrides, run.weights, run.checkpoint, bool(message.get("from_random")))
@@ -157,12 +159,12 @@ def fit(conn, sub: Submission, message: dict[str, Any]) -> nn.Module:
         data = _tensors(conn, message["arrays"], device)
         model = build_model(trained, message["num_classes"], input_shape=tuple(data["x"].shape[1:])).to(device)
         check_output_shape(trained, model, data["x"][:2].to(device), message["num_classes"])
-        model = place_model(model, device, data["x"].dim(), run.precision, run.compiled)
-        ctx = TrainContext(trained, model, data["x"], data["y"].long(), data.get("x_val"),
-                           data["y_val"].long() if "y_val" in data else None, run.epochs, message["num_classes"],
-                           device, generator, lambda epoch, row: reply(conn, {"event": "epoch", "row": row}),
-                           _features_for(conn, device), message["dataset"], run.precision, {},
-                           _steps(conn))
+        model = place_model(model, device, data["x"].dim(), run.precision, run.compiled, compiled)
+        ctx = TrainContext(submission=trained, model=model, x=data["x"], y=data["y"].long(), x_val=data.get("x_val"),
+                           y_val=data["y_val"].long() if "y_val" in data else None, epochs=run.epochs,
+                           num_classes=message["num_classes"], device=device, generator=generator,
+                           progress=_progress(conn), features_for=_features_for(conn, device),
+                           dataset=message["dataset"], precision=run.precision)
         fitted = (trained.fit or fit_default)(ctx)
     first = ctx.marks.get("first_step")
     reply(conn, {"event": "fitted", "curves": fitted.curves,

@@ -162,8 +162,9 @@ def run_engine(work: Workload, paths: list[Path], labels: np.ndarray, steps: int
     model, opt = _setup(work, device, int(labels.max()) + 1, tuple(feats.shape[1:]), precision, compiled)
     sub = work.submission.with_recipe(batch_size=work.batch_size)
     y = torch.from_numpy(labels).to(device)
-    ctx = lambda count: TrainContext(sub, model, feats[:count], y[:count], None, None, 1, int(labels.max()) + 1, device,
-                                     torch.Generator().manual_seed(0), precision=precision)
+    ctx = lambda count: TrainContext(submission=sub, model=model, x=feats[:count], y=y[:count], epochs=1,
+                                     num_classes=int(labels.max()) + 1, device=device,
+                                     generator=torch.Generator().manual_seed(0), precision=precision)
     constant = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     train_epochs(ctx(work.batch_size), model, opt, constant, 1)  # warm-up step
     _sync(device)

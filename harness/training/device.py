@@ -19,8 +19,6 @@ from torch import nn
 
 from harness.core.errors import HarnessError
 
-PRECISIONS = ("auto", "bf16", "fp32")
-
 
 class DeviceUnavailable(HarnessError):
     """A device was asked for that this machine does not have."""
@@ -43,10 +41,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     gave a NaN loss in bf16 at its first epoch while fp32 trained (a likely cause, not verified
     on an AMX machine: oneDNN's AMX bf16 kernels have had tail bugs that leak garbage into
     outputs, uxlfoundation/oneDNN#5717). A benchmark's default must give the same kind of
-    number on every machine.
+    number on every machine. ``precision`` is one of ``harness.core.choices.PRECISIONS``, checked
+    where it was made (the command line, a cell).
     """
-    if precision not in PRECISIONS:
-        raise HarnessError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     return precision
@@ -60,13 +57,18 @@ def autocast(device: torch.device, precision: str = "fp32"):
 @contextmanager
 def switches(device: torch.device) -> Iterator[None]:
     """For one run: deterministic kernels on CPU (runs there are locked bit for bit), cuDNN
-    autotuning on CUDA (fastest kernels for a fixed input shape). Both are restored afterwards."""
+    autotuning on CUDA (fastest kernels for a fixed input shape). Both are restored afterwards.
+
+    On CUDA also cuBLAS's fixed workspace (``CUBLAS_WORKSPACE_CONFIG``, unless the user set it),
+    which cuBLAS reads once, when a process first uses it: the driver enters this before it
+    touches the run's data, and a worker is started with it in its environment and enters this
+    before its first tensor reaches the GPU. It stays set for the process."""
     saved = (torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
              torch.is_deterministic_algorithms_warn_only_enabled())
     if device.type == "cpu":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
     if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = True
     try:
         yield
@@ -76,16 +78,11 @@ def switches(device: torch.device) -> Iterator[None]:
             torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
 
 
-COMPILE_CHOICES = ("auto", "on", "off")
-_compiled: dict[tuple, tuple[nn.Module, nn.Module]] = {}  # architecture -> (module, its compiled wrapper)
-
-
 def resolve_compile(choice: str, device: torch.device, say=print, small: bool = False) -> bool:
     """``auto`` is on for CUDA when torch.compile works there (a one-line message says why not
     when it does not) and the model is not ``small`` (too little work per run to pay for its
-    compilation); off on CPU, where runs are locked bit for bit in eager mode."""
-    if choice not in COMPILE_CHOICES:
-        raise HarnessError(f"--compile {choice!r}: use one of {', '.join(COMPILE_CHOICES)}")
+    compilation); off on CPU, where runs are locked bit for bit in eager mode. ``choice`` is one
+    of ``harness.core.choices.COMPILE_CHOICES``, checked where it was made."""
     if choice != "auto":
         return choice == "on"
     if device.type != "cuda" or small:
@@ -176,29 +173,43 @@ def is_compiled(model: nn.Module) -> bool:
     return isinstance(model, torch._dynamo.eval_frame.OptimizedModule)
 
 
+class CompiledModels:
+    """torch.compile's wrappers by architecture, owned by whoever places models (a worker holds
+    one for its life): a later model of an architecture placed through the same holder gets the
+    module compiled for the first, with its own initial weights and buffers copied in, so it
+    starts without compiling."""
+
+    def __init__(self) -> None:
+        self._by_architecture: dict[tuple, tuple[nn.Module, nn.Module]] = {}  # -> (module, its compiled wrapper)
+
+    def compiled(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """``model`` compiled: the holder's module of its architecture, or a new one."""
+        key = (repr(model), tuple((k, tuple(v.shape), v.dtype, v.stride()) for k, v in model.state_dict().items()),
+               str(device))
+        if key not in self._by_architecture:
+            _take_vec_isa_verdict()
+            self._by_architecture[key] = (model, torch.compile(model))
+            return self._by_architecture[key][1]
+        module, compiled = self._by_architecture[key]
+        module.load_state_dict(model.state_dict())  # this run's initial weights and buffers
+        module.zero_grad(set_to_none=True)
+        for p in module.parameters():
+            p.requires_grad_(True)
+        return compiled.train()
+
+
 def place_model(model: nn.Module, device: torch.device, input_dims: int, precision: str = "fp32",
-                compile_model: bool = False) -> nn.Module:
+                compile_model: bool = False, compiled: CompiledModels | None = None) -> nn.Module:
     """The model on ``device``: channels_last for image-like input on CUDA and in bf16 (oneDNN's
     fast layout on CPU); optionally compiled. fp32 on CPU stays exactly as plain PyTorch runs it.
 
-    A model is compiled once per process and architecture: a later run of the same architecture
-    gets the same compiled module with its own initial weights copied in, so folds and trials
-    after the first start without compiling. ``precision`` is resolved already: "bf16" or "fp32".
+    ``compiled``: the caller's compiled modules, which a model of an architecture compiled
+    before reuses (``CompiledModels``); None compiles this one afresh. ``precision`` is resolved
+    already: "bf16" or "fp32".
     """
     model = model.to(device)
     if input_dims == 4 and (device.type == "cuda" or precision == "bf16"):
         model = model.to(memory_format=torch.channels_last)
     if not compile_model:
         return model
-    key = (repr(model), tuple((k, tuple(v.shape), v.dtype, v.stride()) for k, v in model.state_dict().items()),
-           str(device))
-    if key not in _compiled:
-        _take_vec_isa_verdict()
-        _compiled[key] = (model, torch.compile(model))
-        return _compiled[key][1]
-    module, compiled = _compiled[key]
-    module.load_state_dict(model.state_dict())  # this run's initial weights and buffers
-    module.zero_grad(set_to_none=True)
-    for p in module.parameters():
-        p.requires_grad_(True)
-    return compiled.train()
+    return (compiled if compiled is not None else CompiledModels()).compiled(model, device)

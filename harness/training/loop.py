@@ -28,31 +28,54 @@ class NonFiniteLossError(HarnessError, RuntimeError):
     """Training diverged: the loss became NaN or infinite."""
 
 
-@dataclass
+def _quiet(*args: object) -> None:
+    """Says nothing."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a run says while it trains, a protocol of two calls: ``on_epoch(epoch, row)`` after each
+    epoch, with its row of the curves, and ``on_step(epoch, step, steps)`` inside an epoch. Built
+    from the functions wanted (``Progress(on_step=show)``); the others say nothing."""
+
+    on_epoch: Callable[[int, dict], None] = _quiet
+    on_step: Callable[[int, int, int], None] = _quiet
+
+
+@dataclass(kw_only=True)
 class TrainContext:
-    """What the harness hands a training loop: training data only, never the test fold."""
+    """What the harness hands a training loop: training data only, never the test fold. Made by
+    name (``TrainContext(submission=..., model=..., ...)``); a submission's ``fit`` reads it and
+    tells its progress through ``ctx.on_epoch`` and ``ctx.on_step``."""
 
     submission: Submission
     model: nn.Module
     x: torch.Tensor              # training features on ``device`` (normalised)
     y: torch.Tensor              # training labels on ``device``
-    x_val: torch.Tensor | None   # validation features carved from the training folds
-    y_val: torch.Tensor | None
+    x_val: torch.Tensor | None = None   # validation features carved from the training folds
+    y_val: torch.Tensor | None = None
     epochs: int
     num_classes: int
     device: torch.device
     generator: torch.Generator   # CPU generator: batch order and augmentation draws
-    on_epoch: Callable[[int, dict], None] = lambda epoch, row: None
+    progress: Progress = Progress()
     # features of the same training / validation clips through another front-end (multi-stage recipes)
     features_for: Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor | None]] | None = None
     dataset: str = ""
     precision: str = "fp32"      # resolved: "bf16" or "fp32" (see ``harness.training.device``)
     marks: dict[str, float] = field(default_factory=dict)  # perf_counter() when the first step ended
-    on_step: Callable[[int, int, int], None] = lambda epoch, step, steps: None  # progress inside an epoch
 
     @property
     def recipe(self) -> Recipe:
         return self.submission.recipe
+
+    def on_epoch(self, epoch: int, row: dict) -> None:
+        """Tell the run's progress that ``epoch`` ended with ``row``."""
+        self.progress.on_epoch(epoch, row)
+
+    def on_step(self, epoch: int, step: int, steps: int) -> None:
+        """Tell the run's progress that ``step`` of ``steps`` in ``epoch`` ended."""
+        self.progress.on_step(epoch, step, steps)
 
 
 @dataclass

@@ -210,48 +210,63 @@ def load_submission_file(path: Path) -> None:
         raise SubmissionError(f"{user_frame(err, path)}: cannot import submission ({type(err).__name__}: {err})") from err
 
 
-BROKEN: dict[str, str] = {}  # submission file -> why it cannot be imported
+class SubmissionFolder:
+    """A folder of submission files as this process imports them, and the files of it that cannot
+    be imported (``broken``: file -> why), each said once on stderr and not tried again by this
+    object. ``folder`` None: no folder, only what the registry holds (a sandboxed worker, which
+    imports the one file that declares its submission, ``harness.runs.worker_tasks``)."""
+
+    def __init__(self, folder: Path | None = SUBMISSIONS_DIR):
+        self.folder = folder
+        self.broken: dict[str, str] = {}
+
+    def load(self) -> Registry[Callable[[], Submission]]:
+        """Import every ``*.py`` of the folder not imported yet (once) and return the registry.
+
+        A file that cannot be imported is left out, so one broken plug-in does not stop commands
+        that do not need it. A name registered twice stays an error naming both files.
+        """
+        for path in sorted(self.folder.glob("*.py")) if self.folder is not None else ():
+            if not path.name.startswith("_") and f"submissions.{path.stem}" not in sys.modules \
+                    and str(path) not in self.broken:
+                try:
+                    load_submission_file(path)
+                except SubmissionError as err:
+                    if isinstance(err.__cause__, DuplicateNameError):
+                        raise  # two plug-ins under one name: which one a run means is not for us to guess
+                    self.broken[str(path)] = str(err)
+                    print(f"skipped a broken submission file: {err}", file=sys.stderr)
+        return SUBMISSIONS
+
+    def get(self, name: str) -> Submission:
+        """Build a registered submission, filled in with its name, docstring and source file."""
+        registry = self.load()
+        if name not in registry and self.broken:
+            raise SubmissionError(f"unknown submission {name!r}; it may be in a file that cannot be imported: "
+                                  + "; ".join(self.broken.values()))
+        factory = registry.get(name)
+        path = Path(inspect.getsourcefile(factory))
+        try:
+            sub = factory()
+        except Exception as err:
+            raise SubmissionError(f"{user_frame(err, path)}: {name}() failed ({type(err).__name__}: {err})") from err
+        if not isinstance(sub, Submission):
+            raise SubmissionError(f"{path}: {name}() must return a harness.Submission, got {type(sub).__name__}")
+        sub.name, sub.source_file = name, str(path)
+        sub.doc = inspect.getdoc(factory) or ""
+        return sub
 
 
 def load_submissions(folder: Path | None = None) -> Registry[Callable[[], Submission]]:
-    """Import every ``*.py`` in the submissions folder (once) and return the registry.
-
-    A file that cannot be imported is reported once on stderr and left out (``BROKEN``), so one
-    broken plug-in does not stop commands that do not need it. A name registered twice stays an
-    error naming both files.
-    """
-    folder = Path(folder or SUBMISSIONS_DIR)
-    for path in sorted(folder.glob("*.py")):
-        if not path.name.startswith("_") and f"submissions.{path.stem}" not in sys.modules \
-                and str(path) not in BROKEN:
-            try:
-                load_submission_file(path)
-            except SubmissionError as err:
-                if isinstance(err.__cause__, DuplicateNameError):
-                    raise  # two plug-ins under one name: which one a run means is not for us to guess
-                BROKEN[str(path)] = str(err)
-                print(f"skipped a broken submission file: {err}", file=sys.stderr)
-    return SUBMISSIONS
+    """Import every submission file of ``folder`` (default: the project's ``submissions/``) and
+    return the registry (``SubmissionFolder.load``)."""
+    return SubmissionFolder(Path(folder or SUBMISSIONS_DIR)).load()
 
 
 def get_submission(name: str, load_folder: bool = True) -> Submission:
-    """Build a registered submission, filled in with its name, docstring and source file.
+    """Build a registered submission (``SubmissionFolder.get``).
 
-    ``load_folder``: import every file of the submissions folder first; a sandboxed worker
-    imports only the one file that declares ``name`` (``harness.runs.worker_tasks``).
+    ``load_folder``: import every file of the project's submissions folder first; a sandboxed
+    worker imports only the one file that declares ``name`` (``harness.runs.worker_tasks``).
     """
-    registry = load_submissions() if load_folder else SUBMISSIONS
-    if name not in registry and BROKEN:
-        raise SubmissionError(f"unknown submission {name!r}; it may be in a file that cannot be imported: "
-                              + "; ".join(BROKEN.values()))
-    factory = registry.get(name)
-    path = Path(inspect.getsourcefile(factory))
-    try:
-        sub = factory()
-    except Exception as err:
-        raise SubmissionError(f"{user_frame(err, path)}: {name}() failed ({type(err).__name__}: {err})") from err
-    if not isinstance(sub, Submission):
-        raise SubmissionError(f"{path}: {name}() must return a harness.Submission, got {type(sub).__name__}")
-    sub.name, sub.source_file = name, str(path)
-    sub.doc = inspect.getdoc(factory) or ""
-    return sub
+    return SubmissionFolder(SUBMISSIONS_DIR if load_folder else None).get(name)

@@ -106,3 +106,29 @@ def test_fine_tune_freezes_the_body_first_then_uses_discriminative_rates(monkeyp
     assert not all(torch.equal(body_before[k], body_after[k]) for k in body_before)
     assert unfrozen.epochs == 2 and unfrozen.lrs == pytest.approx(even_mults(1e-2 / 200, 1e-2 / 2, 3))
     assert even_mults(1e-4, 1e-2, 3) == pytest.approx((1e-4, 1e-3, 1e-2))
+
+
+def test_an_epochs_recorded_learning_rate_is_the_highest_it_trained_at():
+    """fastai's frozen epoch is one one-cycle of pct_start 0.99: it ends at max_lr / 25 / 1e5 (4e-09 for
+    lr 1e-2), which is not the rate it trained at."""
+    ctx = tiny_context(epochs=1)
+    curves = T.FineTune(freeze_epochs=1, lr_mult=100, groups=3)(ctx).curves
+    frozen, unfrozen = curves
+    assert 1e-2 / 25 < frozen["lr"] <= 1e-2 and 1e-2 / 2 / 5 < unfrozen["lr"] <= 1e-2 / 2
+
+
+def test_the_run_summary_says_what_a_staged_recipes_budget_trained(tmp_path):
+    from click.testing import CliRunner
+
+    from harness.cli.commands import main
+
+    from conftest import copy_submission
+    from test_compile import STAGED
+
+    rename = lambda text: STAGED(text).replace("def small_cnn(", "def staged_cnn(")
+    folder = copy_submission("small_cnn", tmp_path / "edited", rename).parent
+    out = CliRunner().invoke(main, ["--submissions", str(folder), "run", "-s", "staged_cnn", "--folds", "1",
+                                    "--epochs", "2", "--results", str(tmp_path / "results")], catch_exceptions=False)
+    assert "trained 3 epochs (1 + 2 over its stages) for a budget of 2: a staged recipe" in out.output, out.output
+    help_text = " ".join(CliRunner().invoke(main, ["run", "--help"]).output.split())
+    assert "fastaudio_*: 1 frozen epoch + the budget" in help_text

@@ -42,16 +42,20 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _summary(report) -> str:
-    """Accuracy over the runs just finished: the mean, and the std when there are several."""
+def _summary(report, budget: int) -> str:
+    """Accuracy over the runs just finished (the mean, and the std when there are several), and
+    the epochs they trained where a staged recipe's differ from the budget."""
     accs = [100 * accuracy for accuracy in report.accuracies]
     if not accs:
         return ""
     mean = sum(accs) / len(accs)
-    if len(accs) == 1:
-        return f"; accuracy {mean:.2f} %"
-    std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5
-    return f"; accuracy {mean:.2f} ± {std:.2f} % over {len(accs)} runs"
+    std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else None
+    text = f"; accuracy {mean:.2f} %" if std is None else f"; accuracy {mean:.2f} ± {std:.2f} % over {len(accs)} runs"
+    trained = sorted(set(report.stages))
+    if trained and (len(trained) > 1 or sum(trained[0]) != budget):
+        text += "; trained " + " or ".join(f"{sum(s)} epochs ({' + '.join(map(str, s))} over its stages)"
+                                           for s in trained) + f" for a budget of {budget}: a staged recipe"
+    return text
 
 
 def _count(value: str, param: str) -> int | None:
@@ -273,7 +277,9 @@ def _parse_set(ctx, param, values: tuple[str, ...]) -> tuple[tuple[str, object],
 @click.option("--dataset", "-d", default="synthetic", show_default=True)
 @click.option("--folds", default="all", show_default=True, help="Comma-separated test folds, or 'all'.")
 @click.option("--trials", default=1, show_default=True)
-@click.option("--epochs", type=int, help="Epoch budget [default: the recipe's].")
+@click.option("--epochs", type=int, help="Epoch budget [default: the recipe's]. A staged recipe may train more or "
+                                         "spread it over its stages (fastaudio_*: 1 frozen epoch + the budget; "
+                                         "progressive_*: the budget over its stages); the summary line says so.")
 @click.option("--set", "overrides", multiple=True, callback=_parse_set, metavar="NAME=VALUE",
               help="Change one setting of the submission (n_fft=2048, recipe.mixup=0.4, model=resnet34); repeatable. "
                    "A variant: its results are stored apart and never ranked on the leaderboard.")
@@ -303,7 +309,7 @@ def run(obj: Context, device: str, placement, tracker: str, **cell):
     click.echo(f"{first.submission} on {first.dataset} ({first.variant}, {plural(first.epochs, 'epoch')}): "
                f"{plural(len(report.done), 'run')}, {len(planned.runs) - len(planned.missing) + len(report.skipped)} "
                f"already finished, {len(report.failed)} failed"
-               + (f", {len(report.busy)} running in another process" if report.busy else "") + _summary(report))
+               + (f", {len(report.busy)} running in another process" if report.busy else "") + _summary(report, first.epochs))
     _say_outcome(report)
     if report.failed:
         raise SystemExit(1)

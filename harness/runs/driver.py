@@ -39,6 +39,13 @@ class GridReport:
     failed: list[tuple[Path, str]] = field(default_factory=list)
     busy: list[tuple[Path, str]] = field(default_factory=list)  # claimed by another live process: (path, who)
     accuracies: list[float] = field(default_factory=list)  # of the runs done, in their order
+    stages: list[tuple[int, ...]] = field(default_factory=list)  # of the runs done: epochs trained per stage
+
+
+def epochs_per_stage(record: RunRecord) -> tuple[int, ...]:
+    """The epochs a run trained, per stage of its recipe (one stage: the budget, for most recipes)."""
+    stages = [row.get("stage", 1) for row in record.curves or ()]
+    return tuple(stages.count(stage) for stage in dict.fromkeys(stages))
 
 
 def is_finished(run: Run, results_root: Path, against: Judged) -> bool:
@@ -164,6 +171,7 @@ class _Driver:
         if isinstance(record, RunRecord):
             report.done.append(path)
             report.accuracies.append(record.accuracy)
+            report.stages.append(epochs_per_stage(record))
             first = (record.phases or {}).get("first_step_s")
             self.bar.write(f"  {where}: accuracy {record.accuracy:.4f} macro-F1 {record.macro_f1:.4f} "
                            f"({record.wall_time_s:.1f} s" + (f", first step after {first:.1f} s)" if first is not None else ")"))

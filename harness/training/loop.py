@@ -157,7 +157,7 @@ def train_epochs(ctx: TrainContext, model: nn.Module, opt: torch.optim.Optimizer
     for epoch in range(epochs):
         model.train()
         perm = A.to_device(torch.randperm(n, generator=ctx.generator), ctx.device)
-        loss_sum = torch.zeros((), device=ctx.device)
+        loss_sum, peak_lr = torch.zeros((), device=ctx.device), 0.0
         for step in range(steps_per_epoch(n, bs)):
             idx = perm[step * bs:(step + 1) * bs]
             # features live on the device, or (when too large) in pinned host memory: copy the batch over
@@ -168,13 +168,14 @@ def train_epochs(ctx: TrainContext, model: nn.Module, opt: torch.optim.Optimizer
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            peak_lr = max(peak_lr, opt.param_groups[-1]["lr"])  # the rate this step trained the head at
             schedule.step()
             loss_sum += loss.detach()
             if "first_step" not in ctx.marks:
                 _mark_first_step(ctx)
             ctx.on_step(first_epoch + epoch + 1, step + 1, steps_per_epoch(n, bs))
         row = {"epoch": first_epoch + epoch + 1, "train_loss": loss_sum.item() / steps_per_epoch(n, bs),
-               "lr": opt.param_groups[-1]["lr"]}
+               "lr": peak_lr}  # the epoch's highest: after a one-cycle epoch its last is ~1e-9 (max_lr / 25 / 1e5)
         if not math.isfinite(row["train_loss"]):
             hint = (" in bf16; bf16 kernels overflow or misbehave on some devices (e.g. AMX CPUs): "
                     "re-run with `--precision fp32`") if ctx.precision == "bf16" else ""

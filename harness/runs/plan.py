@@ -87,8 +87,7 @@ def make_plan(points: list[Point], subs: Submissions, catalog: Registry[DatasetS
     """
     placement.check_device(device.type)
     result = Plan()
-    sized = device.type == "cuda"  # a model's FLOPs decide what auto means on a GPU only
-    _describe_all(points, subs, catalog, sized)
+    _describe_all(points, subs, catalog)  # with each model's FLOPs: a run's default time limit, auto on a GPU
     against, seen = Judged(subs, catalog, Splits(data_root)), set()
     for point in points:
         cell, spec, unavailable = point.cell, catalog.get(point.cell.dataset), ""
@@ -99,7 +98,7 @@ def make_plan(points: list[Point], subs: Submissions, catalog: Registry[DatasetS
             if not skip_unavailable:
                 raise
             unavailable = str(err)
-        built = cell.trained(subs, spec if sized else None)
+        built = cell.trained(subs, spec)
         tiny = device.type == "cuda" and (placement.runs_per_gpu is None or cell.compile == "auto") and \
             is_small(built.gflop)
         runs = cell.runs(built, spec, resolve_precision(cell.precision, device),
@@ -124,15 +123,15 @@ def _stored_inside(runs: list[Run], results_root: Path) -> None:
                             f"store (a store elsewhere is one whole folder: --results or BENCH_RESULTS)")
 
 
-def _describe_all(points: list[Point], subs: Submissions, catalog: Registry[DatasetSpec], sized: bool) -> None:
+def _describe_all(points: list[Point], subs: Submissions, catalog: Registry[DatasetSpec]) -> None:
     """Every point's variant of each submission described at once: one worker per submission
-    (``sized``: with its model's FLOPs on the point's dataset)."""
+    (with its model's FLOPs on the point's dataset)."""
     from harness.runs.described import Variant
 
     by_name: dict[str, list[Variant]] = {}
     for point in points:
         cell = point.cell
-        spec = catalog.get(cell.dataset) if sized else None
+        spec = catalog.get(cell.dataset)
         by_name.setdefault(cell.submission, []).append(Variant(cell.overrides, resolve=True, spec=spec))
     for name, variants in by_name.items():
         if name in subs:

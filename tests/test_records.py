@@ -45,6 +45,8 @@ def test_a_record_survives_its_file_unchanged(tmp_path, record):
     (lambda d: d.pop("run"), "stored before runs had identities"),
     (lambda d: d["run"].update(precision="fp16"), "no readable run identity"),
     (lambda d: d["metrics"].pop("macro_f1"), "has no macro_f1"),
+    (lambda d: d.update(class_names=["tone", 3]), "has class names that are not a list of names"),
+    (lambda d: d.update(class_names="tone"), "has class names that are not a list of names"),
 ])
 def test_a_record_that_is_not_one_is_refused_when_read(record, change, message):
     data = record.to_json()
@@ -54,6 +56,14 @@ def test_a_record_that_is_not_one_is_refused_when_read(record, change, message):
         from_json(seal(data))
     with pytest.raises(RecordError, match="checksum mismatch"):
         from_json({**seal(record.to_json()), "n_test": 1})
+
+
+def test_a_record_names_its_classes_and_one_from_before_it_did_still_reads(record):
+    assert record.class_names == list(SYNTH.class_names) and record.to_json()["class_names"] == record.class_names
+    older = {key: value for key, value in record.to_json().items() if key != "class_names"}
+    back = from_json(seal(older))
+    assert back.class_names is None and back == dataclasses.replace(record, class_names=None)
+    assert "class_names" not in back.to_json()  # written back as it was
 
 
 def test_cells_check_their_values(tmp_path):

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from harness.board.aggregate import Entry, aggregate, ranked
+from harness.board.aggregate import Entry, aggregate, ranked, with_keys
 from harness.board.cards import card_path, model_card
-from harness.board.figures import FIGURES, figure_path, table_figures
-from harness.board.significance import Comparison, compare
+from harness.board.figures import figure_captions, table_figures
+from harness.board.significance import McNemar, Verdict, compare, competition_ranks, judge, mcnemar, rank_intervals
 from harness.core import disk, owners
 from harness.core.errors import HarnessError
 from harness.core.registry import Registry
@@ -39,17 +39,34 @@ RULES = """\
 - The test fold never reaches training or model selection: the harness computes test features
   only after training, and early stopping uses a validation split carved from the training folds.
 - No test-time augmentation unless a submission declares it; such entries are marked *TTA*.
-- Ranked by mean test accuracy. **±** is the sample standard deviation (ddof = 1) over all
-  runs of the row, i.e. over folds × trials; *runs* says how many that is, *test clips* how
-  many clips each run was scored on. A metric a run was recorded without (registered after it
-  ran) is computed from its stored predictions where the dataset's labels are here, else shown as –.
-- *vs #1* compares each entry with #1 over their paired (fold, trial) results by the corrected
-  resampled t-test (Nadeau & Bengio 2003, for repeated k-fold as in Bouckaert & Frank 2004):
-  the mean accuracy difference in points and the two-sided p. An entry not distinguishable from
-  #1 at the 5% level is ranked *1 (tied)*. A plain paired t-test over folds would overstate
-  significance: the training sets of any two folds share most of their clips, so the fold
-  results are correlated and their spread understates the variance; the correction scales it by
-  1/n + n_test/n_train. Entries that did not run on the same (fold, trial) pairs are not compared.
+- Ranked by mean test accuracy; equal means share a rank (1, 1, 3). **±** is the sample standard
+  deviation (ddof = 1) over all runs of the row, i.e. over folds × trials; *runs* says how many
+  that is, *test clips* how many clips each run was scored on. **[low, high]** is the 95% interval
+  on the mean from the corrected variance the *vs #1* t-test uses: mean ± t(0.975, n−1) ×
+  √((1/n + n_test/n_train) × var), within 0–100; one run has no spread and no interval. A metric a
+  run was recorded without (registered after it ran) is computed from its stored predictions where
+  the dataset's labels are here, else shown as –.
+- *rank interval*: the central 95% of the entry's rank over 2,000 bootstrap redraws of each
+  entry's (fold, trial) results (a fixed seed; entries on the same splits redrawn together). Like
+  a plain t-test it takes the results as independent, so it is narrower than it should be: how
+  stable the order is over the runs, not a test. One run: none.
+- *vs #1* compares each entry with #1: the mean accuracy difference in points, the two-sided p of
+  the deciding test, and that p adjusted by Holm's step-down over all of the table's comparisons
+  with #1. An entry whose adjusted p is 5% or more is ranked *1 (tied)*.
+  - With two or more paired (fold, trial) runs the corrected resampled t-test decides
+    (Nadeau & Bengio 2003, for repeated k-fold as in Bouckaert & Frank 2004). A plain paired
+    t-test over folds would overstate significance: the training sets of any two folds share most
+    of their clips, so the fold results are correlated and their spread understates the variance;
+    the correction scales it by 1/n + n_test/n_train.
+  - Where both ran on identical test sets (the same dataset, fold and fold fingerprint: the same
+    clips in the same order), McNemar's exact test on the clips one got right and the other wrong,
+    their counts summed over the runs (the exact Mantel-Haenszel test, each clip its own stratum).
+    It takes the trained models as given, so it measures only the test clips' variance, not the
+    training's: it decides only for one run each, where no t-test can run, and then says that these
+    two trained models differ, not that their recipes would with other seeds. Beside a t-test it is
+    shown, not deciding. Without the dataset's labels here it cannot be computed, and one-run
+    entries are then not tested.
+  - Entries that did not run on the same (fold, trial) pairs are not compared.
 - Where three or more entries ran on the same splits, a critical-difference diagram (Demšar 2006:
   Friedman test, then Nemenyi's, drawn by scikit-posthocs) shows their mean ranks over those
   splits. It treats the splits as independent blocks, which folds are not, so it is only a
@@ -80,12 +97,16 @@ RULES = """\
 
 
 def _fmt(entry: Entry, metric: str) -> str:
-    """Mean ± sample std over the entry's runs; a single run has no spread to show; "–" where a run
-    lacks the metric (recorded before it was registered, its dataset's labels not here)."""
+    """Mean ± sample std over the entry's runs, then [the 95% interval on the mean]; a single run
+    has no spread and no interval to show; "–" where a run lacks the metric (recorded before it was
+    registered, its dataset's labels not here)."""
     if not entry.has(metric):
         return "–"
     std = entry.std(metric)
-    return f"{entry.mean(metric):.2f} ± {std:.2f}" if std is not None else f"{entry.mean(metric):.2f} (1 run)"
+    if std is None:
+        return f"{entry.mean(metric):.2f} (1 run) [no interval]"
+    interval = entry.interval(metric)
+    return f"{entry.mean(metric):.2f} ± {std:.2f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
 
 
 def plural(count: int, noun: str) -> str:
@@ -133,27 +154,33 @@ def _damage(record: RunRecord, against: Judged) -> str | None:
 
 
 def _completed(record: RunRecord, against: Judged) -> RunRecord:
-    """The record with each registered metric it was recorded without computed from its predictions,
-    where its dataset's labels are here (of its split: it passed ``_damage`` and the verdict)."""
+    """The record with what it was recorded without taken from its dataset as it is now, where its
+    labels are here and its split is the record's (it passed ``_damage`` and the verdict): each
+    registered metric, computed from its predictions, and the class names of its split (declared or read from the data)."""
     missing = [name for name in METRICS if name not in record.metrics]
     spec = against.datasets.get(record.run.dataset)
-    key = against.splits.key(spec) if missing else None
+    key = against.splits.key(spec) if missing or record.class_names is None else None
     if key is None or record.fold_fingerprint != key.fingerprint:
         return record
-    now = scores(key.labels[key.folds == record.run.fold], np.asarray(record.predictions), spec.num_classes)
-    return dataclasses.replace(record, metrics={**record.metrics, **{name: now[name] for name in missing}})
+    now = scores(key.labels[key.folds == record.run.fold], np.asarray(record.predictions), spec.num_classes) \
+        if missing else {}
+    return dataclasses.replace(record, metrics={**record.metrics, **{name: now[name] for name in missing}},
+                               class_names=record.class_names or list(key.class_names or spec.class_names) or None)
 
 
 def _published_row(name: str, sub: Described, pub: Published) -> dict[str, Any]:
-    return {"#": "–", "submission": name, "model": sub.model_name, "front-end": sub.registered.frontend_summary,
+    return {"#": "–", "rank interval": "", "submission": name, "model": sub.model_name,
+            "front-end": sub.registered.frontend_summary,
             "pretrained": "yes" if sub.pretrained else "no", **{spec.label: "" for spec in registered()},
             METRICS.get("accuracy").label: "not run here", "runs": "0", "test clips": "", "s/run": "", "hardware": "",
             "vs #1": "", "published": _published_text(pub)}
 
 
-def _entry_row(rank: str, entry: Entry, pub: Published | None, versus: str, card: str) -> dict[str, Any]:
+def _entry_row(rank: str, interval: str, entry: Entry, pub: Published | None, versus: str, card: str
+               ) -> dict[str, Any]:
     first, recs = entry.first, entry.records
-    return {"#": rank, "submission": f"[{entry.label}]({card})" + (" *TTA*" if first.tta else ""), "model": first.model,
+    return {"#": rank, "rank interval": interval,
+            "submission": f"[{entry.label}]({card})" + (" *TTA*" if first.tta else ""), "model": first.model,
             "front-end": first.frontend, "pretrained": "yes" if first.pretrained else "no",
             **{spec.label: _fmt(entry, spec.name) for spec in registered()},
             "runs": f"{len(recs)} ({plural(len(entry.folds), 'fold')} × {plural(len(entry.trials), 'trial')})"
@@ -165,33 +192,60 @@ def _entry_row(rank: str, entry: Entry, pub: Published | None, versus: str, card
             "vs #1": versus, "published": _published_text(pub)}
 
 
-COLUMNS = ["#", "submission", "model", "front-end", "pretrained", *(spec.label for spec in registered()), "vs #1",
-           "runs", "test clips", "s/run", "hardware", "published"]
+COLUMNS = ["#", "rank interval", "submission", "model", "front-end", "pretrained",
+           *(spec.label for spec in registered()), "vs #1", "runs", "test clips", "s/run", "hardware", "published"]
 
 
-def comparisons(entries: list[Entry]) -> list[Comparison | None]:
-    """Each ranked entry against #1 (None for #1 itself and for entries on other (fold, trial) pairs)."""
+def comparisons(entries: list[Entry]) -> list[Verdict | None]:
+    """Each ranked entry against #1 (None for #1 itself and for entries on other (fold, trial) pairs):
+    the corrected t-test over their accuracies, McNemar's test on their clips where they scored
+    identical test sets, and the deciding p Holm-adjusted over the table
+    (``harness.board.significance``)."""
     if not entries:
         return []
-    best = entries[0]
-    ratio = np.mean([r.n_test / max(1, r.n_train + r.n_val) for r in best.records])
-    accuracy = lambda e: {(r.run.fold, r.run.trial): 100 * r.accuracy for r in e.records}
-    return [None] + [compare(accuracy(best), accuracy(e), float(ratio)) for e in entries[1:]]
+    best, tests = entries[0], []
+    for entry in entries[1:]:
+        t_test = compare(best.accuracies(), entry.accuracies(), best.test_train_ratio)
+        tests.append((t_test, _same_clips(best, entry)) if t_test else None)
+    return judge([None, *tests])
 
 
-def _rank(position: int, versus: Comparison | None) -> str:
-    return "1 (tied)" if versus is not None and versus.tied else str(position)
+def _same_clips(best: Entry, other: Entry) -> McNemar | None:
+    """McNemar's test of two entries whose paired runs scored identical test sets (the same fold
+    of the same split, its clips in the same order); None where the dataset's labels are not here."""
+    mine, theirs = best.outcomes(), other.outcomes()
+    if mine is None or theirs is None or mine.keys() != theirs.keys() or \
+            any(mine[key][0] != theirs[key][0] for key in mine):
+        return None
+    return mcnemar([(mine[key][1], theirs[key][1]) for key in sorted(mine)])
 
 
-def _versus(position: int, versus: Comparison | None) -> str:
+def _rank(place: int, versus: Verdict | None) -> str:
+    """``place``: 1 + how many entries score higher (equal scores share it); *1 (tied)* where the
+    Holm-adjusted deciding test cannot tell the entry from #1."""
+    return "1 (tied)" if versus is not None and versus.tied else str(place)
+
+
+def _p(p: float) -> str:
+    return f"p = {p:.3f}" if p >= 0.001 else "p < 0.001"
+
+
+def _versus(position: int, versus: Verdict | None) -> str:
     if position == 1:
         return "–"
     if versus is None:
         return "not compared (other folds or trials)"
-    if versus.pairs < 2:
-        return f"{0.0 - versus.mean_difference or 0.0:+.2f} (one run each: not tested)"
-    p = f"p = {versus.p:.3f}" if versus.p >= 0.001 else "p < 0.001"
-    return f"{0.0 - versus.mean_difference or 0.0:+.2f}, {p}" + ("" if versus.distinguishable else " (tied)")
+    difference = f"{0.0 - versus.t_test.mean_difference or 0.0:+.2f}"
+    if versus.decided_by is None:
+        return f"{difference} (one run each, and no labels here for McNemar: not tested)"
+    text = f"{difference}, {versus.decided_by} {_p(versus.p)}, Holm {_p(versus.adjusted_p)}"
+    if versus.decided_by == "t-test" and versus.mcnemar is not None:
+        text += f"; McNemar {_p(versus.mcnemar.p)}"
+    return text + (" (tied)" if versus.tied else "")
+
+
+def _rank_interval(interval: tuple[int, int] | None) -> str:
+    return f"{interval[0]}–{interval[1]}" if interval else "– (1 run)"
 
 
 def _unlocked(record: RunRecord) -> str:
@@ -213,26 +267,29 @@ def _span(counts: list[int]) -> str:
 
 
 def _ranked_rows(dataset: str, epochs: int, entries: list[Entry], built: dict[str, Described],
-                 files: dict[str, Any], captions: dict[str, str]) -> list[dict[str, Any]]:
-    """The table's rows, #1 first, each with its rank group and its page (written into ``files``)."""
+                 files: dict[str, Any], spec: DatasetSpec | None) -> list[dict[str, Any]]:
+    """The table's rows, #1 first, each with its rank group and its page (written into ``files``, which
+    holds the table's figures and its entries'); ``spec``: the dataset, None where no longer declared."""
     rows = []
-    for position, (entry, versus) in enumerate(zip(entries, comparisons(entries)), 1):
-        rank, against = _rank(position, versus), _versus(position, versus)
-        card = card_path(dataset, epochs, entry.label)
+    shared = competition_ranks([e.mean() for e in entries]).tolist() if entries else []  # equal scores, one rank
+    intervals = rank_intervals([e.accuracies() for e in entries]) if entries else []
+    for position, (entry, versus, at, interval) in enumerate(zip(entries, comparisons(entries), shared, intervals), 1):
+        rank, against = _rank(at, versus), _versus(position, versus)
+        card = card_path(dataset, epochs, entry)
         place = f"#{rank}" + (f" ({against} vs #1)" if position > 1 else "")
-        files[card] = model_card(entry, built.get(entry.submission), place, captions)
+        files[card] = model_card(entry, built.get(entry.submission), spec, place,
+                                 figure_captions(dataset, epochs, files, entry))
         pub = built[entry.submission].published_for(dataset, epochs) if entry.submission in built else None
-        rows.append(_entry_row(rank, entry, pub, against, card))
+        rows.append(_entry_row(rank, _rank_interval(interval), entry, pub, against, card))
     return rows
 
 
 def _section(dataset: str, epochs: int, entries: list[Entry], built: dict[str, Described], files: dict[str, Any],
-             class_names: list[str]) -> list[str]:
+             spec: DatasetSpec | None) -> list[str]:
     entries = ranked(entries)
-    figures = table_figures(dataset, epochs, entries, class_names) if entries else {}
+    figures = table_figures(dataset, epochs, entries) if entries else {}
     files.update(figures)
-    captions = {FIGURES[kind]: path for kind in FIGURES if (path := figure_path(dataset, epochs, kind)) in figures}
-    table = _ranked_rows(dataset, epochs, entries, built, files, captions)
+    table = _ranked_rows(dataset, epochs, entries, built, files, spec)
     ran = {e.submission for e in entries}
     table += [_published_row(name, sub, pub) for name, sub in built.items()
               if name not in ran and (pub := sub.published_for(dataset, epochs))]
@@ -244,8 +301,16 @@ def _section(dataset: str, epochs: int, entries: list[Entry], built: dict[str, D
                     for e in entries]
         out += ["Accuracy % per test fold (mean over trials):", "",
                 tabulate(per_fold, ["submission", *[f"fold {f}" for f in folds]], tablefmt="github"), "",
-                *[f"![{caption}]({path})\n" for caption, path in captions.items()]]
+                *[f"![{caption}]({path})\n" for caption, path in figure_captions(dataset, epochs, figures).items()]]
     return out
+
+
+def _protocol(spec: DatasetSpec) -> str:
+    """What a table's runs are tested on: a holdout's one test split, or the folds of cross-validation."""
+    if spec.folds["protocol"] == "holdout":
+        test = round(100 * spec.folds.get("test_fraction", 0.1))
+        return f"{100 - test}/{test} holdout: one test split"
+    return f"{spec.num_folds} folds"
 
 
 def _published_text(pub: Published | None) -> str:
@@ -265,8 +330,10 @@ def render(results_root: Path, submissions: Submissions, specs: Registry[Dataset
     ``published``: the project's board, which also shows tables where only a seed document's
     figure exists ("not run here"); a user's own board shows the tables they ran.
     """
+    splits = splits if splits is not None else Splits()
     records, excluded = collect(results_root, submissions, specs, splits)
-    tables = aggregate(records)
+    # each entry is given its dataset's labels (the ones collect read), for McNemar's test on its clips
+    tables = with_keys(aggregate(records), {d: splits.key(specs.get(d)) for d in {r.run.dataset for r in records}})
     # each described once, in a worker; a user's board needs only the submissions it ranks
     names = list(submissions) if published else sorted({r.run.submission for r in records})
     built = {name: submissions.describe(name) for name in names if not submissions.problem(name)}
@@ -278,12 +345,11 @@ def render(results_root: Path, submissions: Submissions, specs: Registry[Dataset
              f"Generated by `bench leaderboard` from the result files under {source}; do not edit by hand.", ""]
     for dataset in sorted({d for d, _ in sections}):
         spec = specs.get(dataset) if dataset in specs else None
-        lines += [f"## {dataset}" + (f" (v{spec.version}, {spec.num_folds} folds)" if spec else ""), ""]
+        lines += [f"## {dataset}" + (f" (v{spec.version}, {_protocol(spec)})" if spec else ""), ""]
         if spec and spec.description:
             lines += [spec.description, ""]
         for _, epochs in sorted(s for s in sections if s[0] == dataset):
-            lines += _section(dataset, epochs, tables.get((dataset, epochs), []), built, files,
-                              list(spec.class_names) if spec else [])
+            lines += _section(dataset, epochs, tables.get((dataset, epochs), []), built, files, spec)
     variants = sum(why == VARIANT for _, why in excluded)
     listed = [(p, why) for p, why in excluded if why != VARIANT]
     if excluded:

@@ -1,6 +1,7 @@
 """A sweep's report: per swept parameter, mean ± std of every registered metric per value over folds
-and trials, as a table, and of accuracy as a bar chart with std bars (seed 000's figures), from
-stored results only; a metric some of a row's runs were recorded without shows "–".
+and trials, as a table, and of accuracy as a bar chart with std bars from zero (seed 000's figures),
+the submission's own value of the parameter marked where the plan shows it, from stored results
+only; a metric some of a row's runs were recorded without shows "–".
 
 The report says which test folds the sweep scored on: a value chosen because it scores best there
 is tuned on those folds, so its figures are optimistic (seed 000 tuned on fold 1 and reported all
@@ -77,16 +78,61 @@ def _markdown_rows(param: str, table: list[dict[str, Any]], others: list[str]) -
                     disable_numparse=True)
 
 
-def _chart(param: str, table: list[dict[str, Any]], others: list[str]) -> bytes:
-    values = list(dict.fromkeys(str(row[param]) for row in table))
+def _own_value(param: str, rows: list[tuple[Planned, list[RunRecord]]]) -> tuple[str, Any] | None:
+    """(the submission, its own value of ``param``) where the plan says it, else None: the epoch
+    budget its recipe sets, or a setting's value at a point that leaves it as the submission has it
+    (an override equal to the submission's own value is dropped, so such a point overrides nothing
+    of that name). None for a sweep of several submissions, and for an axis or an option."""
+    submissions = {planned.point.cell.submission for planned, _ in rows}
+    if len(submissions) != 1 or param in AXES + OPTIONS and param != "epochs":
+        return None
+    if param == "epochs":
+        found = [planned.built.epochs for planned, _ in rows]
+    else:
+        found = [dict(planned.point.setting)[param] for planned, _ in rows if param in dict(planned.point.setting)
+                 and not any(name == param or name.endswith(f".{param}") for name, _ in planned.built.overrides)]
+        found = found or [value for planned, _ in rows for name, value in _flat(planned.own)
+                          if name == param or name.endswith(f".{param}")]  # every point overrides it: as written
+    distinct = {repr(value): value for value in found}
+    return (submissions.pop(), *distinct.values()) if len(distinct) == 1 else None
+
+
+def _flat(params: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """A submission's settings by dotted name (``frontend.n_mels``)."""
+    return [pair for key, value in params.items() for pair in
+            (_flat(value, f"{prefix}{key}.") if isinstance(value, dict) and value else [(f"{prefix}{key}", value)])]
+
+
+def _place(value: Any, values: list[Any]) -> float | None:
+    """Where ``value`` stands on a chart whose bars are ``values`` (bar i at i): at its own bar,
+    between its neighbours' (beyond the last or before the first) when the values are numbers in
+    ascending order; None where it has no place."""
+    import numpy as np
+
+    if str(value) in map(str, values):
+        return float([str(v) for v in values].index(str(value)))
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in [value, *values])
+    if not numbers or sorted(values) != values or not np.isfinite([value, *values]).all():
+        return None
+    return float(np.interp(value, values, range(len(values)), left=-0.75, right=len(values) - 0.25))
+
+
+def _chart(param: str, table: list[dict[str, Any]], others: list[str], own: tuple[str, Any] | None) -> tuple:
+    """The arguments of ``param``'s bar chart (``bar_chart_png``): accuracy per value, one series
+    per combination of the other swept values, and the submission's own value of ``param`` (``own``)
+    as a reference line."""
+    values: dict[str, Any] = {}  # each value as the chart shows it -> as written
+    for row in table:
+        values.setdefault(str(row[param]), row[param])
     series: dict[str, dict[str, tuple[float, float]]] = {}
     for row in table:
         if row["accuracy"]:
             mean, std = stats(row["accuracy"])
             name = ", ".join(f"{p}={row[p]}" for p in others) or "mean ± std over folds × trials"
             series.setdefault(name, {})[str(row[param])] = (mean, std or 0.0)
-    return bar_chart_png(f"{param}: test accuracy, mean ± std over folds × trials", param, "accuracy %",
-                         values, series)
+    reference = (_place(own[1], list(values.values())), f"{own[0]}'s own {param} = {own[1]}") if own else None
+    return (f"{param}: test accuracy, mean ± std over folds × trials", param, "accuracy %", list(values), series,
+            reference)
 
 
 def _header(sweep: Sweep, plan: Plan, rows, command: str) -> list[str]:
@@ -123,7 +169,7 @@ def render_report(sweep: Sweep, plan: Plan, results_root: Path, command: str) ->
         others = [p for p in sweep.swept if p != param]
         table = parameter_table(param, sweep, rows)
         name = re.sub(r"[^\w.\-]", "_", param) + ".png"
-        charts[name] = _chart(param, table, others)
+        charts[name] = bar_chart_png(*_chart(param, table, others, _own_value(param, rows)))
         lines += [f"## {param}", "", _markdown_rows(param, table, others), "", f"![{param}]({name})", ""]
     if not sweep.swept:
         lines += ["Nothing is swept: one point.", ""]

@@ -231,6 +231,7 @@ class AnswerKey:
     labels: np.ndarray
     folds: np.ndarray
     fingerprint: str
+    class_names: tuple[str, ...] = ()  # as the split names them (declared, or read from the data)
 
 
 def answer_key(spec: DatasetSpec, root: Path | None = None) -> AnswerKey | None:
@@ -238,8 +239,8 @@ def answer_key(spec: DatasetSpec, root: Path | None = None) -> AnswerKey | None:
     try:
         if spec.kind == "synthetic":
             data = load_dataset(spec)
-            return AnswerKey(data.y, data.folds, data.fold_fingerprint)
+            return AnswerKey(data.y, data.folds, data.fold_fingerprint, tuple(data.class_names))
         table = list_clips(spec, verified_folder(spec, data_root(root)))
-        return AnswerKey(table.labels, table.folds, table.fingerprint)
+        return AnswerKey(table.labels, table.folds, table.fingerprint, tuple(table.class_names))
     except DatasetError:
         return None

@@ -311,7 +311,8 @@ def _record(ex: Execution, outcome: Outcome) -> RunRecord:
         predictions=outcome.predictions.tolist(), curves=outcome.curves, git=task.source.git,
         versions=package_versions(), device=ex.device.type, hardware=hardware(ex.device),
         wall_time_s=round(outcome.seconds, 3), finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        phases=outcome.phases, sandbox=SANDBOX if ex.settings.confined else "off (--unsandboxed)")
+        phases=outcome.phases, sandbox=SANDBOX if ex.settings.confined else "off (--unsandboxed)",
+        class_names=list(data.class_names))
 
 
 SANDBOX = "landlock+seccomp+netns+pidns"  # what confined the run's worker (harness.core.sandbox)

@@ -10,7 +10,7 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -46,6 +46,7 @@ class Planned:
     missing: list[Run]
     per_device: int  # how many of its runs share one device: runs per GPU, or CPU workers
     unavailable: str = ""  # why its runs cannot run here (its dataset is not imported), else ""
+    own: dict[str, Any] = field(default_factory=dict)  # the submission's own settings, before the point's overrides
 
 
 @dataclass
@@ -109,7 +110,8 @@ def make_plan(points: list[Point], subs: Submissions, catalog: Registry[DatasetS
         _stored_inside(missing, results_root)
         per_gpu = placement.runs_per_gpu or (SIDE_BY_SIDE if tiny else 1)
         per_device = per_gpu if device.type == "cuda" else placement.workers or 1
-        result.planned.append(Planned(point, built, spec, runs, missing, per_device, unavailable))
+        result.planned.append(Planned(point, built, spec, runs, missing, per_device, unavailable,
+                                      subs.describe(cell.submission).registered.params))
     return result
 
 

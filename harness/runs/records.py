@@ -23,7 +23,7 @@ from harness.runs.run import Run, RunError
 
 SCHEMA = 2  # 2: records hold their run identity (harness.runs.run) and live at Run.path
 IDENTITY = ("submission", "dataset", "epochs", "fold", "trial")  # copied beside "run" for readers of the JSON
-OPTIONAL = ("migrated_from", "phases", "sandbox")  # absent from records written before they existed
+OPTIONAL = ("migrated_from", "phases", "sandbox", "class_names")  # absent from records written before they existed
 REQUIRED_METRICS = ("accuracy", "macro_f1")  # every record has them; metrics registered later may be absent
 
 
@@ -83,6 +83,8 @@ class RunRecord:
     # the time from the command to the first training step)
     sandbox: str | None = None  # what confined the submission's code (harness.runs.execute.SANDBOX), "off
     # (--unsandboxed)", or None: run before submissions were sandboxed
+    class_names: list[str] | None = None  # the split's class names, index by index; None: recorded before
+    # records held them (the board takes the dataset's, where its split is still the record's)
     status: ClassVar[str] = "ok"
 
     def __post_init__(self):
@@ -100,6 +102,9 @@ class RunRecord:
             value = self.metrics[metric]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise RecordError(f"{where} has {metric} {value!r}, not a number from 0 to 1")
+        names = self.class_names
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise RecordError(f"{where} has class names that are not a list of names")
 
     @property
     def accuracy(self) -> float:

@@ -47,6 +47,15 @@ def _suggest(name: object) -> str:
     return (text if text[:1].isalpha() else f"x_{text}")[:64] or "my_name"
 
 
+def defined_at(function: Callable) -> str:
+    """Where ``function`` is defined, as ``file:line`` (its repr when it has no source): the origin a
+    registry names when one name is registered twice."""
+    import inspect
+
+    code = getattr(function, "__code__", None)
+    return f"{inspect.getsourcefile(function)}:{code.co_firstlineno}" if code else repr(function)
+
+
 class Registry(Generic[T]):
     """Maps names to objects of one kind (submissions, datasets, ...).
 

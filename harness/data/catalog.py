@@ -12,7 +12,6 @@ metadata takes, their check, and how its clips are listed from the folder. The c
 from __future__ import annotations
 
 import csv
-import inspect
 import os
 import re
 import string
@@ -23,7 +22,7 @@ from typing import Any, Callable, Iterable
 
 from harness.core.errors import DatasetError, HarnessError
 from harness.core.paths import PROJECT_ROOT
-from harness.core.registry import NAME, Registry, check_name, did_you_mean
+from harness.core.registry import NAME, Registry, check_name, defined_at, did_you_mean
 from harness.data.audio import MAX_RATE, MIN_RATE
 
 DEFAULT_CATALOG = PROJECT_ROOT / "datasets.toml"
@@ -392,12 +391,7 @@ class Layout:
     check: Callable[[str, dict[str, Any]], None] = _no_check
 
 
-def _origin(layout: Layout) -> str:
-    code = getattr(layout.list_clips, "__code__", None)
-    return f"{inspect.getsourcefile(layout.list_clips)}:{code.co_firstlineno}" if code else repr(layout.list_clips)
-
-
-LAYOUTS: Registry[Layout] = Registry("dataset layout", _origin)
+LAYOUTS: Registry[Layout] = Registry("dataset layout", lambda layout: defined_at(layout.list_clips))
 
 
 def register_layout(layout: Layout) -> Layout:

@@ -9,13 +9,12 @@ board's columns, entry pages and curves, the sweep report and W&B follow. Adding
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from harness.core.registry import Registry
+from harness.core.registry import Registry, defined_at
 
 if TYPE_CHECKING:
     import torch
@@ -37,12 +36,7 @@ class MetricSpec:
     aggregate: Callable[[np.ndarray], float] = np.mean
 
 
-def _origin(spec: MetricSpec) -> str:
-    code = getattr(spec.compute, "__code__", None)
-    return f"{inspect.getsourcefile(spec.compute)}:{code.co_firstlineno}" if code else repr(spec.compute)
-
-
-METRICS: Registry[MetricSpec] = Registry("metric", _origin)
+METRICS: Registry[MetricSpec] = Registry("metric", lambda spec: defined_at(spec.compute))
 
 
 def register_metric(spec: MetricSpec) -> MetricSpec:

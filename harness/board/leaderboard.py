@@ -39,8 +39,8 @@ RULES = """\
 - The test fold never reaches training or model selection: the harness computes test features
   only after training, and early stopping uses a validation split carved from the training folds.
 - No test-time augmentation unless a submission declares it; such entries are marked *TTA*.
-- Ranked by mean test accuracy; equal means share a rank (1, 1, 3). **±** is the sample standard
-  deviation (ddof = 1) over all runs of the row, i.e. over folds × trials; *runs* says how many
+- Ranked by mean test accuracy; equal means share a rank (1, 1, 3). **±** is the sample
+  standard deviation (ddof = 1) over all runs of the row, i.e. over folds × trials; *runs* says how many
   that is, *test clips* how many clips each run was scored on. **[low, high]** is the 95% interval
   on the mean from the corrected variance the *vs #1* t-test uses: mean ± t(0.975, n−1) ×
   √((1/n + n_test/n_train) × var), within 0–100; one run has no spread and no interval. A metric a

@@ -78,14 +78,18 @@ def memory_bytes(settings: Settings) -> int:
 CPU_GFLOPS, CUDA_GFLOPS = 50.0, 5000.0  # sustained rates assumed for the default time limit, well below measured
 
 
+BASE_LIMIT_S = 300.0  # what a tiny run may take on a loaded machine: under CI with two other jobs on 2 cores,
+                     # 2-epoch synthetic runs queued on Ray took up to 65 s, and 123 s limits killed two of six
+
+
 def time_limit_for(epochs: int, n_train: int, gflop: float | None, device_type: str) -> float:
-    """The default wall-time limit of a run: 2 minutes, plus ten times the time its training FLOPs
+    """The default wall-time limit of a run: 5 minutes, plus ten times the time its training FLOPs
     (3x a forward pass per sample and epoch) take at a modest rate; without a FLOP count, 0.1 s per
     training clip and epoch."""
     if gflop is None:
-        return 120.0 + 0.1 * epochs * n_train
+        return BASE_LIMIT_S + 0.1 * epochs * n_train
     rate = CUDA_GFLOPS if device_type == "cuda" else CPU_GFLOPS
-    return 120.0 + 10 * epochs * n_train * gflop / rate
+    return BASE_LIMIT_S + 10 * epochs * n_train * gflop / rate
 
 
 # --- what a worker may touch -------------------------------------------------------------------------

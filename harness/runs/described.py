@@ -88,6 +88,9 @@ def _typed(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
     return value
 
 
+HUB_ENCODER = "HubEncoder"  # the model name of harness.training.encoders.HubEncoder
+
+
 @dataclass(frozen=True)
 class Built:
     """A submission as one (overrides, weights) trains it: its settings and the front-end whose
@@ -122,6 +125,14 @@ class Built:
     @property
     def sample_rate(self) -> int | None:
         return self.frontend.get("sample_rate")
+
+    @property
+    def hub_source(self) -> str | None:
+        """``<repo>@<revision>`` of a hub encoder (``harness.training.encoders.HubEncoder``), else None."""
+        if self.model_name != HUB_ENCODER:
+            return None
+        kwargs = self.params.get("model_kwargs") or {}
+        return f"{kwargs.get('repo', '')}@{kwargs.get('revision', '')}"
 
 
 def _plain(value: Any) -> Any:

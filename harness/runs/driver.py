@@ -43,9 +43,21 @@ class GridReport:
 
 
 def epochs_per_stage(record: RunRecord) -> tuple[int, ...]:
-    """The epochs a run trained, per stage of its recipe (one stage: the budget, for most recipes)."""
+    """The epochs a run trained, per stage of its recipe (one stage: the budget, for most recipes;
+    none for a frozen protocol, whose probe's epochs ``probe_of`` says)."""
+    if record.run.protocol != "finetune":
+        return ()
     stages = [row.get("stage", 1) for row in record.curves or ()]
     return tuple(stages.count(stage) for stage in dict.fromkeys(stages))
+
+
+def probe_of(record: RunRecord) -> str:
+    """The linear probe a run chose on validation, as a clause ('' for other runs)."""
+    if record.run.protocol != "linear" or not record.curves:
+        return ""
+    last = record.curves[-1]
+    head = "linear" if not last.get("hidden") else f"{last.get('hidden')} hidden units"
+    return f", probe {head} at lr {last.get('lr')}, {len(record.curves)} epochs"
 
 
 def is_finished(run: Run, results_root: Path, against: Judged) -> bool:
@@ -173,7 +185,8 @@ class _Driver:
             report.stages.append(epochs_per_stage(record))
             first = (record.phases or {}).get("first_step_s")
             self.bar.write(f"  {where}: accuracy {record.accuracy:.4f} macro-F1 {record.macro_f1:.4f} "
-                           f"({record.wall_time_s:.1f} s" + (f", first step after {first:.1f} s)" if first is not None else ")"))
+                           f"({record.wall_time_s:.1f} s" + (f", first step after {first:.1f} s" if first is not None else "")
+                           + probe_of(record) + ")")
             self.track(record, where)
         else:
             report.failed.append((path, record.error))

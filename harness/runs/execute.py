@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from harness.core import owners
+from harness.core.choices import PROTOCOLS
 from harness.core.faults import crash_point
 from harness.core.errors import DatasetError, HarnessError, SubmissionError
 from harness.data.catalog import DatasetSpec
@@ -33,6 +34,8 @@ from harness.data.folds import Split, split_for
 from harness.frontends import augment as A
 from harness.frontends import features as frontends
 from harness.runs.described import Built, Described, Submissions, Variant, file_hash
+from harness.runs.embeddings import (cached_embeddings, checked_embeddings, embedding_path, encoder_seed,
+                                     frozen_predictions, store_embeddings)
 from harness.runs.provenance import Origin, config_hash, hardware, package_versions, run_config
 from harness.runs.records import FailedRecord, Record, RunRecord
 from harness.runs.run import Run
@@ -192,11 +195,13 @@ def run_one(task: Task, spec: DatasetSpec, run: Run, device: torch.device, data_
         marks = {"data": time.perf_counter()}
         if not (data.folds == run.fold).any():
             raise DatasetError(f"fold {run.fold} of {spec.name} is empty; it has folds 1..{spec.num_folds}")
-        split = split_for(data.folds, data.y, run.fold, task.built.recipe["val_fraction"], run.seed)
+        protocol = PROTOCOLS.get(run.protocol)
+        val_fraction = task.built.recipe["val_fraction"] or protocol.val_fraction
+        split = split_for(data.folds, data.y, run.fold, val_fraction, run.seed)
         limit = settings.time_limit or time_limit_for(run.epochs, len(split.train), task.built.gflop, device.type)
         deadline = time.monotonic() + limit - (time.perf_counter() - start)
         features = Features(task.built, data, split, device, deadline, memory_bytes(settings) // 2)
-        pred, curves = _blind(ex, features, marks, limit)
+        pred, curves = (_frozen if protocol.frozen else _blind)(ex, features, marks, limit)
     phases = {f"{name}_s": round(at - start, 3) for name, at in marks.items()}
     if age is not None:
         phases["process_s"] = round(age, 3)  # how long the process ran before this run began
@@ -231,10 +236,49 @@ def _blind(ex: Execution, features: Features, marks: dict[str, float], limit: fl
     return pred, checked_curves(fitted.get("curves"), run.epochs)
 
 
+def _frozen(ex: Execution, features: Features, marks: dict[str, float], limit: float) -> tuple[np.ndarray, list]:
+    """A frozen protocol: every clip's embedding (cached, or from a worker), then the harness's probe
+    or kNN on the training folds' embeddings, which alone see labels; the worker sees none."""
+    embedded = _embeddings(ex, features, limit)
+    marks["features"] = marks["first_step"] = time.perf_counter()  # the probe starts on them at once
+    e = torch.from_numpy(np.array(embedded, dtype=np.float32)).to(ex.device)
+    return frozen_predictions(ex.run.protocol, e, features.data.y, features.split, ex.spec.num_classes,
+                              ex.run.epochs, ex.run.seed)
+
+
+def _embeddings(ex: Execution, features: Features, limit: float) -> np.ndarray:
+    """Every clip's embedding by the run's frozen encoder, in the dataset's order."""
+    task, run, data = ex.task, ex.run, features.data
+    path = embedding_path(data, run, {"source": task.source.source_hash, "params": task.built.params}, ex.device)
+    if (found := cached_embeddings(path)) is not None and len(found) == len(data.x):
+        return found
+    raw = features.table(task.built.frontend, task.built.harness_frontend).take(np.arange(len(data.x)))
+    x = _normalizer(task.built.recipe["normalize"], raw)(raw)  # statistics of every clip: no label, no fold
+    order = np.random.default_rng(secrets.randbits(128)).permutation(len(data.x))  # clip order follows the class
+    weights = _weights(task, run)
+    request = {"op": "embed", "name": run.submission, "run": run, "num_classes": ex.spec.num_classes,
+               "device": ex.device.type, "threads": torch.get_num_threads(), "from_random": task.from_random,
+               "weights_file": str(weights) if weights else "", "seed": encoder_seed(run)}
+    doing = f"embedding (limit {limit:.0f} s)"
+    with _worker(ex, weights) as worker:
+        answer = worker.ask(request, features.deadline, doing, {"x": _numpy(x[torch.from_numpy(order)])},
+                            _events(worker, features, ex.progress), until="embedded")
+        shape = checked_embeddings(answer.get("shape"), len(data.x), memory_bytes(ex.settings) // 4)
+        got = worker.receive_array(features.deadline, doing, shape)
+    embedded = np.empty_like(got)
+    embedded[order] = got
+    store_embeddings(path, embedded)
+    return embedded
+
+
 def _weights(task: Task, run: Run) -> Path | None:
     """The file the worker builds its pretrained model from: a checkpoint, or hub weights fetched here."""
     if run.checkpoint and run.checkpoint != "(recorded)":
         return Path(run.checkpoint)
+    if run.weights.startswith("hf:") and not task.from_random:
+        from harness.runs.weights import hub_folder
+
+        return hub_folder(run.weights.removeprefix("hf:"))
     if run.weights.startswith("pretrained:") and not task.from_random:
         from harness.runs.weights import pretrained_file
 
@@ -244,6 +288,8 @@ def _weights(task: Task, run: Run) -> Path | None:
 
 def _worker(ex: Execution, weights: Path | None) -> Worker:
     readable = [weights] if weights else []
+    if weights and weights.is_dir():  # a hub cache's files are links into its blobs: each target is allowed too
+        readable += sorted({p.resolve() for p in weights.rglob("*") if p.is_file()})
     run, cache = ex.run, None
     if run.compiled and ex.data_root is not None:  # shared only by runs that test on the same fold (no label reaches it)
         cache = compile_cache(ex.data_root) / f"{run.submission}-{ex.task.source.source_hash[:12]}" / \

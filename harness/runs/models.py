@@ -21,10 +21,13 @@ class WeightsUnavailable(HarnessError, RuntimeError):
 def build_model(sub: Submission, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
     """Instantiate the submission's model: its own factory or a timm name (with ``in_chans`` from the input).
 
-    A factory that takes ``input_shape`` gets the per-item feature shape.
+    A factory that takes ``input_shape`` gets the per-item feature shape; one that takes
+    ``pretrained`` gets the submission's (a folder or file of weights, True or False).
     """
     if callable(sub.model):
-        extra = {"input_shape": input_shape} if "input_shape" in inspect.signature(sub.model).parameters else {}
+        takes = inspect.signature(sub.model).parameters
+        extra = {"input_shape": input_shape} if "input_shape" in takes else {}
+        extra |= {"pretrained": sub.pretrained} if "pretrained" in takes else {}
         return sub.model(num_classes=num_classes, **extra, **sub.model_kwargs)
     import timm
 

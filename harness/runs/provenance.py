@@ -64,7 +64,8 @@ def trained_config(name: str, spec: DatasetSpec, built: "Built") -> dict:
 
 def run_fields(run: Run) -> dict:
     return {"epochs": run.epochs, "fold": run.fold, "trial": run.trial, "seed": run.seed, "weights": run.weights,
-            "precision": run.precision, "compiled": run.compiled}
+            "precision": run.precision, "compiled": run.compiled,
+            **({"protocol": run.protocol} if run.protocol != "finetune" else {})}  # as run.identity()
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.core.choices import RESOLVED_PRECISIONS
+from harness.core.choices import PROTOCOLS, RESOLVED_PRECISIONS
 from harness.core.errors import HarnessError
-from harness.data.fetch import sha256_file
+from harness.data.fetch import sha256_tree
+from harness.core.registry import did_you_mean
 from harness.core.seeds import seed_for
 
-WEIGHTS = re.compile(r"^(scratch|random|pretrained:[\w.\-]+|sha256:[0-9a-f]{64})$")
+WEIGHTS = re.compile(r"^(scratch|random|pretrained:[\w.\-]+|sha256:[0-9a-f]{64}|hf:[\w.\-]+/[\w.\-]+@[0-9a-f]{40})$")
 OVERRIDABLE = re.compile(r"^((frontend|recipe|model_kwargs|fit)\.\w+|model)$")  # full names (training.overrides)
 
 
@@ -38,9 +39,12 @@ class Run:
             ``1000 * trial + fold``.
         weights: ``scratch`` (a model without pretrained weights), ``pretrained:<timm tag>``,
             ``random`` (a pretrained model trained from random initialisation, ``--random-init``)
-            or ``sha256:<digest>`` of a local checkpoint (``--weights FILE``).
+            ``sha256:<digest>`` of a local checkpoint (``--weights FILE``, or a folder of a hub encoder's
+            files) or ``hf:<repo>@<commit>``, a hub encoder's weights at one commit.
         precision: ``bf16`` or ``fp32``, resolved for the device already.
         compiled: trained through ``torch.compile``.
+        protocol: how it is evaluated (``harness.core.choices.PROTOCOLS``): ``finetune`` (trained end
+            to end), ``linear`` or ``knn`` (on the frozen encoder's embeddings).
         overrides: (full setting name, value) pairs the run changes in its submission, sorted by name
             (``harness.training.overrides``); empty for a submission as written.
         checkpoint: where the checkpoint of ``sha256:`` weights lies; not part of the identity.
@@ -54,6 +58,7 @@ class Run:
     weights: str = "scratch"
     precision: str = "fp32"
     compiled: bool = False
+    protocol: str = "finetune"
     overrides: tuple[tuple[str, Any], ...] = ()
     checkpoint: str = field(default="", compare=False)
 
@@ -62,7 +67,10 @@ class Run:
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise RunError(f"a run's {name} must be a whole number of at least 1, got {getattr(self, name)!r}")
         if not WEIGHTS.match(self.weights):
-            raise RunError(f"weights {self.weights!r}: use scratch, random, pretrained:<timm tag> or sha256:<digest>")
+            raise RunError(f"weights {self.weights!r}: use scratch, random, pretrained:<timm tag>, sha256:<digest> "
+                           f"or hf:<owner>/<name>@<40-hex commit>")
+        if self.protocol not in PROTOCOLS:
+            raise RunError(f"protocol {self.protocol!r}: use {', '.join(PROTOCOLS)}.{did_you_mean(self.protocol, list(PROTOCOLS))}")
         if self.precision not in RESOLVED_PRECISIONS:
             raise RunError(f"precision {self.precision!r}: use bf16 or fp32 (resolve 'auto' for the device first)")
         plain = lambda v: tuple(map(plain, v)) if isinstance(v, (list, tuple)) else v  # hashable, and equal after JSON
@@ -82,9 +90,11 @@ class Run:
     def variant(self) -> str:
         """The identity beyond (dataset, submission, epochs, fold, trial), as a folder name."""
         kind, _, detail = self.weights.partition(":")
-        weights = f"ckpt-{detail[:12]}" if kind == "sha256" else kind
+        weights = f"ckpt-{detail[:12]}" if kind == "sha256" else f"hf-{detail.rpartition('@')[2][:12]}" \
+            if kind == "hf" else kind
         changed = [f"o{hashlib.sha256(json.dumps(self.overrides).encode()).hexdigest()[:8]}"] if self.overrides else []
-        return "-".join([weights, self.precision] + (["compiled"] if self.compiled else []) + changed)
+        protocol = [self.protocol] if self.protocol != "finetune" else []
+        return "-".join(protocol + [weights, self.precision] + (["compiled"] if self.compiled else []) + changed)
 
     def path(self, root: Path) -> Path:
         """Where this run's result lives under the result store ``root``."""
@@ -92,8 +102,11 @@ class Run:
             f"fold{self.fold}-trial{self.trial}.json"
 
     def identity(self) -> dict[str, Any]:
-        """The fields that make this run this run, as JSON-ready data (no overrides: none written)."""
+        """The fields that make this run this run, as JSON-ready data (no overrides: none written;
+        the ``finetune`` protocol is not written either, as no run before protocols wrote one)."""
         identity = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.compare}
+        if self.protocol == "finetune":
+            del identity["protocol"]
         if self.overrides:
             identity["overrides"] = [list(pair) for pair in self.overrides]
         else:
@@ -106,9 +119,13 @@ class Run:
         return cls(**{**identity, "overrides": overrides}, checkpoint=checkpoint)
 
 
+HUB_REVISION = re.compile(r"^[0-9a-f]{40}$")
+
+
 def weights_for(model_name: str, pretrained: bool | str, checkpoint: Path | None = None,
-                random_init: bool = False) -> tuple[str, str]:
-    """(weights, checkpoint path) of a submission with ``pretrained``, as ``bench run`` asked for it."""
+                random_init: bool = False, hub_source: str | None = None) -> tuple[str, str]:
+    """(weights, checkpoint path) of a submission with ``pretrained``, as ``bench run`` asked for it
+    (``hub_source``: ``<repo>@<revision>`` of a hub encoder, ``harness.training.encoders``)."""
     if not pretrained:
         if checkpoint:
             raise RunError(f"{model_name} has no pretrained weights in this submission; --weights does not apply")
@@ -116,10 +133,16 @@ def weights_for(model_name: str, pretrained: bool | str, checkpoint: Path | None
     if random_init:
         return "random", ""
     if checkpoint:
-        return f"sha256:{sha256_file(checkpoint)}", str(checkpoint)
+        return f"sha256:{sha256_tree(Path(checkpoint))}", str(checkpoint)
     if isinstance(pretrained, str):  # its code names a file: the driver reads only files the user names
         raise RunError(f"{model_name}: the submission names a local checkpoint file; pass that file with "
                        f"`--weights FILE` (the harness never reads a file a submission names)")
+    if hub_source is not None:
+        repo, _, revision = hub_source.rpartition("@")
+        if not HUB_REVISION.match(revision) or not re.match(r"^[\w.\-]+/[\w.\-]+$", repo):
+            raise RunError(f"{model_name}: pin the hub weights as repo='<owner>/<name>', revision='<its 40-hex commit>' "
+                           f"(got {hub_source!r}): a branch moves, and a run's identity must not")
+        return f"hf:{hub_source}", ""
     return f"pretrained:{model_name}", ""
 
 

@@ -239,6 +239,27 @@ class Worker:
 
     def receive(self, deadline: float, doing: str) -> dict[str, Any]:
         """The worker's next answer, checked to be a JSON object of bounded size."""
+        data = self._bytes(deadline, doing, MAX_MESSAGE)
+        try:
+            message = json.loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nested past Python's stack: not ours either
+            message = None
+        if not isinstance(message, dict) or not isinstance(message.get("event"), str):
+            self.kill()
+            raise WorkerFailed(f"the worker's answer while {doing} is not a message of the harness's protocol")
+        return message
+
+    def receive_array(self, deadline: float, doing: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The float32 array of ``shape`` the worker sends next as raw bytes, exactly that many."""
+        nbytes = 4 * math.prod(shape)
+        data = self._bytes(deadline, doing, max(nbytes, 1))
+        if len(data) != nbytes:
+            self.kill()
+            raise WorkerFailed(f"the worker sent {len(data)} bytes while {doing}, not the {nbytes} it announced")
+        return np.frombuffer(data, np.float32).reshape(shape).copy()
+
+    def _bytes(self, deadline: float, doing: str, limit: int) -> bytes:
+        """The next framed message, at most ``limit`` bytes, by ``deadline``."""
         remaining = deadline - time.monotonic()
         ready = wait([self.conn, self.process.sentinel], timeout=max(0.0, remaining))
         if not ready:
@@ -246,7 +267,7 @@ class Worker:
             raise WorkerFailed(f"over the time limit while {doing}: killed with every process it started "
                                f"(--time-limit sets the limit)")
         try:
-            data = self.conn.recv_bytes(MAX_MESSAGE)
+            return self.conn.recv_bytes(limit)
         except (EOFError, OSError) as err:
             self.process.join(5)
             code = self.process.exitcode
@@ -256,14 +277,6 @@ class Worker:
                                    f"({err or type(err).__name__}); it was killed") from None
             raise WorkerFailed(f"the submission's process ended while {doing} ({_status(code)}); nothing "
                                f"it did can end the run's driver") from None
-        try:
-            message = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # nested past Python's stack: not ours either
-            message = None
-        if not isinstance(message, dict) or not isinstance(message.get("event"), str):
-            self.kill()
-            raise WorkerFailed(f"the worker's answer while {doing} is not a message of the harness's protocol")
-        return message
 
     def kill(self) -> None:
         if self.process is not None and self.process.is_alive():

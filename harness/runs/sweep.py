@@ -41,7 +41,7 @@ from harness.runs.cells import PACKAGED, Cell, CellError
 
 AXES = ("submission", "dataset", "epochs", "fold", "trial")
 ALIASES = {"trial_num": "trial"}  # seed 000's sweep files
-OPTIONS = ("random_init", "weights", "precision", "compile")  # a cell's options, settable per sweep
+OPTIONS = ("random_init", "weights", "precision", "compile", "protocol")  # a cell's options, settable per sweep
 WANDB_KEYS = ("method", "parameters", "program", "project", "entity", "name", "description", "metric",
               "command", "early_terminate", "run_cap")  # accepted; only method and parameters mean anything here
 SPEC_KEYS = ("value", "values", "min", "max", "q", "distribution")

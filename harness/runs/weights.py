@@ -74,3 +74,32 @@ def _from_hub(location: str | tuple[str, str]) -> Path:
         except Exception as err:  # the next name, as timm tries safetensors first
             errors.append(f"{name}: {type(err).__name__}")
     raise WeightsUnavailable(f"{model_id} on the Hugging Face hub: {'; '.join(errors)}. {WHAT_TO_DO}")
+
+
+HUB_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # tried in this order, as transformers does
+
+
+def hub_folder(source: str) -> Path:
+    """The local folder of a hub encoder's files at ``<repo>@<revision>``, downloaded once into the
+    hub's usual cache (``$HF_HOME``; ``$HF_ENDPOINT`` names another hub): its ``config.json`` and its
+    weights, ``model.safetensors`` or else ``pytorch_model.bin`` (one file: a sharded model is not
+    an audio encoder's size)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    repo, _, revision = source.rpartition("@")
+    try:
+        config = Path(hf_hub_download(repo_id=repo, filename="config.json", revision=revision))
+        for name in HUB_WEIGHTS:
+            try:
+                hf_hub_download(repo_id=repo, filename=name, revision=revision)
+                return config.parent
+            except EntryNotFoundError:
+                continue
+        raise WeightsUnavailable(f"{repo} at {revision[:12]} has neither {' nor '.join(HUB_WEIGHTS)}")
+    except WeightsUnavailable:
+        raise
+    except Exception as err:
+        raise WeightsUnavailable(f"cannot download {repo} at {revision[:12]} from the Hugging Face hub "
+                                 f"({type(err).__name__}: {err}). Name a folder of its files with "
+                                 f"`bench run --weights DIR`, or train from random weights with --random-init") from None

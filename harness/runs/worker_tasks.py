@@ -4,6 +4,8 @@
   plain data: its settings, the front-end to compute features with, its docstring and figures;
 - ``fit``: train on the training (and validation) features and labels the driver sends;
 - ``predict``: the fitted model's predictions for the test features, sent only now;
+- ``embed``: a frozen protocol's embeddings of every clip, sent without a label and in an order
+  the worker cannot know; answered as raw float32 bytes after a message giving their shape;
 - ``contract``: ``bench check``'s steps on the harness's tiny synthetic data.
 
 Only this module and what it imports run a submission's code; the driver never imports a
@@ -16,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,10 +27,11 @@ from harness.core.seeds import seed_everything
 from harness.runs.models import build_model, check_output_shape, describe_failure, model_gflop
 from harness.runs.run import RunError
 from harness.runs.protocol import failure, receive_arrays, reply, throttled
-from harness.training.device import CompiledModels, place_model, switches
+from harness.training.device import CompiledModels, autocast, place_model, switches
 from harness.training.features import move_home
 from harness.training.loop import Progress, TrainContext, fit_default, predict
 from harness.training.overrides import apply_overrides, resolve_overrides
+from harness.training.probe import embedding_of
 from harness.training.submission import Submission, SubmissionError, get_submission, load_submission_file
 
 HARNESS_FRONTENDS = "harness.frontends.features"
@@ -53,6 +57,8 @@ def serve(conn) -> int:
                 reply(conn, describe(sub, message["variants"]))
             elif message["op"] == "fit":
                 model = fit(conn, sub, message, compiled)
+            elif message["op"] == "embed":
+                embed(conn, sub, message)
             elif message["op"] == "predict":
                 reply(conn, {"event": "predictions", "predictions": predictions(conn, sub, model, message)})
             elif message["op"] == "contract":
@@ -85,7 +91,7 @@ def trained_as(sub: Submission, overrides, weights: str, checkpoint: str = "", f
     kind = weights.partition(":")[0]
     if kind == "sha256" and not checkpoint:
         raise RunError(f"{weights[:19]}…: name the checkpoint file of this run with `--weights FILE`")
-    pretrained = {"scratch": sub.pretrained, "random": False, "pretrained": True, "sha256": checkpoint}[kind]
+    pretrained = {"scratch": sub.pretrained, "random": False, "pretrained": True, "sha256": checkpoint, "hf": True}[kind]
     return dataclasses.replace(apply_overrides(sub, overrides), pretrained=False if from_random else pretrained)
 
 
@@ -149,10 +155,7 @@ def fit(conn, sub: Submission, message: dict[str, Any], compiled: CompiledModels
     """Train as the run says on the arrays that follow the message; report epochs, then the curves
     (``compiled``: the worker's compiled models)."""
     run, device = message["run"], torch.device(message["device"])
-    torch.set_num_threads(message["threads"])
-    trained = trained_as(sub, run.overrides, run.weights, run.checkpoint, bool(message.get("from_random")))
-    if message.get("weights_file") and trained.pretrained:  # fetched by the driver: no network here
-        trained = dataclasses.replace(trained, pretrained=message["weights_file"])
+    trained = _trained(sub, message)
     start = time.perf_counter()
     with switches(device):
         generator = seed_everything(run.seed)
@@ -170,6 +173,39 @@ def fit(conn, sub: Submission, message: dict[str, Any], compiled: CompiledModels
     reply(conn, {"event": "fitted", "curves": fitted.curves,
                  "first_step_s": None if first is None else first - start})
     return fitted.model
+
+
+def _trained(sub: Submission, message: dict[str, Any]) -> Submission:
+    """The submission as the message's run trains it, with the weights the driver fetched."""
+    run = message["run"]
+    torch.set_num_threads(message["threads"])
+    trained = trained_as(sub, run.overrides, run.weights, run.checkpoint, bool(message.get("from_random")))
+    if message.get("weights_file") and trained.pretrained:  # fetched by the driver: no network here
+        trained = dataclasses.replace(trained, pretrained=message["weights_file"])
+    return trained
+
+
+def embed(conn, sub: Submission, message: dict[str, Any]) -> None:
+    """The frozen model's embedding of every clip sent (``harness.training.probe.embedding_of``),
+    batch by batch in eval mode; steps are reported as one epoch's."""
+    run, device = message["run"], torch.device(message["device"])
+    trained = _trained(sub, message)
+    with switches(device), torch.no_grad():
+        seed_everything(message["seed"])
+        x = _tensors(conn, message["arrays"], device)["x"]
+        model = build_model(trained, message["num_classes"], input_shape=tuple(x.shape[1:])).to(device).eval()
+        if (embedding := embedding_of(model)) is None:
+            raise SubmissionError(f"{sub.name}: the {run.protocol} protocol reads the model's frozen embedding: give "
+                                  f"the model embed(x) -> (batch, width), or use a timm model")
+        progress, size, out = _progress(conn), trained.recipe.batch_size, []
+        steps = -(-len(x) // size)
+        with autocast(device, run.precision):
+            for step, i in enumerate(range(0, len(x), size), 1):
+                out.append(embedding(x[i:i + size].to(device)).float().cpu())
+                progress.on_step(1, step, steps)
+    embedded = torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+    reply(conn, {"event": "embedded", "shape": list(embedded.shape)})
+    conn.send_bytes(np.ascontiguousarray(embedded, dtype=np.float32).tobytes())
 
 
 def predictions(conn, sub: Submission, model: nn.Module | None, message: dict[str, Any]) -> list[int]:

@@ -150,7 +150,7 @@ def cache_path(frontend: nn.Module, data: Dataset, device: torch.device) -> Path
     if data.cache is None or not isinstance(frontend, frontends.Frontend) or not frontend.cache_features:
         return None
     what = {"params": frontend.params(), "code": _code_digest(inspect.getsourcefile(type(frontend))),
-            "torch": torch.__version__, "torchaudio": spectral.VERSION, "device": _device_kind(device)}
+            "torch": torch.__version__, "torchaudio": spectral.VERSION, "device": device_kind(device)}
     digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=repr).encode()).hexdigest()[:16]
     return data.cache.parent / "features" / f"{data.cache.stem}--{type(frontend).__name__}-{digest}.npy"
 
@@ -162,7 +162,7 @@ def _code_digest(source_file: str) -> str:
     return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
 
 
-def _device_kind(device: torch.device) -> str:
+def device_kind(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} cuda {torch.version.cuda}"
     return f"{device.type} {torch.backends.cpu.get_cpu_capability()}"

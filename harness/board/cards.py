@@ -39,13 +39,14 @@ def reproduce_command(entry: Entry, spec: DatasetSpec | None = None, sub: Descri
     args = [f"bench{before} run -s {run.submission} -d {run.dataset} --epochs {run.epochs}", *catalog,
             f"--folds {','.join(map(str, folds))}", f"--trials {max(trials)}", f"--device {entry.first.device}",
             f"--precision {run.precision}", f"--compile {'on' if run.compiled else 'off'}",
-            *(f"--set {shlex.quote(f'{name}={_value(value)}')}" for name, value in run.overrides)]
+            *(f"--set {shlex.quote(f'{name}={_value(value)}')}" for name, value in run.overrides),
+            *([f"--protocol {run.protocol}"] if run.protocol != "finetune" else [])]
     notes = [] if trials == list(range(1, max(trials) + 1)) else [f"# the board holds trials {trials} of these"]
     if run.weights == "random":
         args.append("--random-init")
     elif run.weights.startswith("sha256:"):
         args.append("--weights CHECKPOINT")
-        notes.append(f"# CHECKPOINT: the file whose {run.weights[:23]}…")
+        notes.append(f"# CHECKPOINT: the file (or a hub encoder's folder) whose {run.weights[:23]}…")
     return "\n".join([" \\\n    ".join(args), *notes])
 
 

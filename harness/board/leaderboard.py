@@ -19,6 +19,7 @@ from tabulate import tabulate
 from harness.board.aggregate import Entry, aggregate, ranked, with_keys
 from harness.board.cards import card_path, model_card
 from harness.board.figures import figure_captions, table_figures
+from harness.board.suites import WEIGHTINGS, Suite, score_suite
 from harness.board.significance import McNemar, Verdict, compare, competition_ranks, judge, mcnemar, rank_intervals
 from harness.core import disk, owners
 from harness.core.errors import HarnessError
@@ -77,6 +78,9 @@ RULES = """\
   pretrained model, or a checkpoint by digest), its precision and whether it was compiled: runs
   that differ in any of them are separate entries, named `submission (variant)` where one
   submission has several in a table, and are never averaged together.
+- *protocol* is how an entry was evaluated: *finetune* (its model trained end to end by its recipe),
+  *linear* (a probe on its frozen encoder's embeddings, chosen on a validation split of the training
+  folds) or *knn* (the 10 nearest training clips by cosine similarity); `bench run --protocol`.
 - *hardware* names the device, the numeric precision each run trained in (by default bf16
   autocast on CUDA GPUs and fp32 on CPUs; bf16 on a CPU only on request) and whether it was
   compiled.
@@ -171,7 +175,8 @@ def _completed(record: RunRecord, against: Judged) -> RunRecord:
 def _published_row(name: str, sub: Described, pub: Published) -> dict[str, Any]:
     return {"#": "–", "rank interval": "", "submission": name, "model": sub.model_name,
             "front-end": sub.registered.frontend_summary,
-            "pretrained": "yes" if sub.pretrained else "no", **{spec.label: "" for spec in registered()},
+            "pretrained": "yes" if sub.pretrained else "no", "protocol": "finetune",
+            **{spec.label: "" for spec in registered()},
             METRICS.get("accuracy").label: "not run here", "runs": "0", "test clips": "", "s/run": "", "hardware": "",
             "vs #1": "", "published": _published_text(pub)}
 
@@ -182,7 +187,7 @@ def _entry_row(rank: str, interval: str, entry: Entry, pub: Published | None, ve
     return {"#": rank, "rank interval": interval,
             "submission": f"[{entry.label}]({card})" + (" *TTA*" if first.tta else ""), "model": first.model,
             "front-end": first.frontend, "pretrained": "yes" if first.pretrained else "no",
-            **{spec.label: _fmt(entry, spec.name) for spec in registered()},
+            "protocol": first.run.protocol, **{spec.label: _fmt(entry, spec.name) for spec in registered()},
             "runs": f"{len(recs)} ({plural(len(entry.folds), 'fold')} × {plural(len(entry.trials), 'trial')})"
                     + (f", {len(first.excluded_files)} bad files left out" if first.excluded_files else ""),
             "test clips": _span([r.n_test for r in recs]),
@@ -192,7 +197,7 @@ def _entry_row(rank: str, interval: str, entry: Entry, pub: Published | None, ve
             "vs #1": versus, "published": _published_text(pub)}
 
 
-COLUMNS = ["#", "rank interval", "submission", "model", "front-end", "pretrained",
+COLUMNS = ["#", "rank interval", "submission", "model", "front-end", "pretrained", "protocol",
            *(spec.label for spec in registered()), "vs #1", "runs", "test clips", "s/run", "hardware", "published"]
 
 
@@ -305,6 +310,22 @@ def _section(dataset: str, epochs: int, entries: list[Entry], built: dict[str, D
     return out
 
 
+def _suite_section(suite: Suite, tables: dict) -> list[str]:
+    """A suite's entries: complete ones ranked by their score, then those lacking a task (missing)."""
+    weighting = WEIGHTINGS.get(suite.weighting)
+    rows = [[i + 1 if s.score is not None else "–", s.label,
+             f"{s.score:.2f}" if s.score is not None else f"incomplete ({sum(a is None for a in s.accuracies)} missing)",
+             *(f"{a:.2f}" if a is not None else "missing" for a in s.accuracies)]
+            for i, s in enumerate(score_suite(suite, tables))]
+    if not rows:
+        return []
+    better = "higher" if weighting.higher_is_better else "lower"
+    return [f"## Suite: {suite.name}", "", *([suite.description, ""] if suite.description else []),
+            f"Score: {weighting.doc} ({weighting.unit}, {better} is better), over entries with a ranked result for "
+            f"every task; accuracy % per task, the mean over its runs.", "",
+            tabulate(rows, ["#", "entry", "score", *(t.label for t in suite.tasks)], tablefmt="github"), ""]
+
+
 def _protocol(spec: DatasetSpec) -> str:
     """What a table's runs are tested on: a holdout's one test split, or the folds of cross-validation."""
     if spec.folds["protocol"] == "holdout":
@@ -323,7 +344,7 @@ def _published_text(pub: Published | None) -> str:
 
 
 def render(results_root: Path, submissions: Submissions, specs: Registry[DatasetSpec], splits: Splits | None = None,
-           published: bool = True) -> tuple[str, dict[str, Any]]:
+           published: bool = True, suites: list[Suite] = ()) -> tuple[str, dict[str, Any]]:
     """The whole leaderboard as markdown, and the files it links (path relative to it -> PNG bytes
     of a figure, or the markdown of an entry's page).
 
@@ -350,6 +371,8 @@ def render(results_root: Path, submissions: Submissions, specs: Registry[Dataset
             lines += [spec.description, ""]
         for _, epochs in sorted(s for s in sections if s[0] == dataset):
             lines += _section(dataset, epochs, tables.get((dataset, epochs), []), built, files, spec)
+    for suite in suites:
+        lines += _suite_section(suite, tables)
     variants = sum(why == VARIANT for _, why in excluded)
     listed = [(p, why) for p, why in excluded if why != VARIANT]
     if excluded:

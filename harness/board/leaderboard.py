@@ -321,8 +321,8 @@ def _suite_section(suite: Suite, tables: dict) -> list[str]:
         return []
     better = "higher" if weighting.higher_is_better else "lower"
     return [f"## Suite: {suite.name}", "", *([suite.description, ""] if suite.description else []),
-            f"Score: {weighting.doc} ({weighting.unit}, {better} is better), over entries with a ranked result for "
-            f"every task; accuracy % per task, the mean over its runs.", "",
+            f"Score: {weighting.doc}; in {weighting.unit}, {better} is better; over entries with a ranked result "
+            f"for every task. Accuracy % per task: the mean over its runs.", "",
             tabulate(rows, ["#", "entry", "score", *(t.label for t in suite.tasks)], tablefmt="github"), ""]
 
 

@@ -86,8 +86,11 @@ def test_hub_weights_are_pinned_to_a_commit_in_the_runs_identity():
     weights, _ = weights_for("HubEncoder", True, hub_source=f"{HUBERT[0]}@{HUBERT[1]}")
     assert weights == f"hf:{HUBERT[0]}@{HUBERT[1]}"
     assert Run("hubert_base", "fsdd", 1, 1, 1, weights=weights).variant == f"hf-{HUBERT[1][:12]}-fp32"
-    with pytest.raises(RunError, match="40-hex commit"):
-        weights_for("HubEncoder", True, hub_source=f"{HUBERT[0]}@main")
+    for source in (f"{HUBERT[0]}@main", f"../..@{HUBERT[1]}", f"a/..@{HUBERT[1]}", f"a/b/c@{HUBERT[1]}"):
+        with pytest.raises(RunError, match="40-hex commit"):  # a moving branch, or a name that leaves the hub's cache
+            weights_for("HubEncoder", True, hub_source=source)
+    with pytest.raises(RunError, match="weights"):
+        Run("hubert_base", "fsdd", 1, 1, 1, weights=f"hf:../x@{HUBERT[1]}")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from harness.data.fetch import sha256_tree
 from harness.core.registry import did_you_mean
 from harness.core.seeds import seed_for
 
-WEIGHTS = re.compile(r"^(scratch|random|pretrained:[\w.\-]+|sha256:[0-9a-f]{64}|hf:[\w.\-]+/[\w.\-]+@[0-9a-f]{40})$")
+WEIGHTS = re.compile(r"^(scratch|random|pretrained:[\w.\-]+|sha256:[0-9a-f]{64}|hf:\w[\w.\-]*/\w[\w.\-]*@[0-9a-f]{40})$")
 OVERRIDABLE = re.compile(r"^((frontend|recipe|model_kwargs|fit)\.\w+|model)$")  # full names (training.overrides)
 
 
@@ -139,7 +139,7 @@ def weights_for(model_name: str, pretrained: bool | str, checkpoint: Path | None
                        f"`--weights FILE` (the harness never reads a file a submission names)")
     if hub_source is not None:
         repo, _, revision = hub_source.rpartition("@")
-        if not HUB_REVISION.match(revision) or not re.match(r"^[\w.\-]+/[\w.\-]+$", repo):
+        if not HUB_REVISION.match(revision) or not re.match(r"^\w[\w.\-]*/\w[\w.\-]*$", repo) or ".." in repo:
             raise RunError(f"{model_name}: pin the hub weights as repo='<owner>/<name>', revision='<its 40-hex commit>' "
                            f"(got {hub_source!r}): a branch moves, and a run's identity must not")
         return f"hf:{hub_source}", ""

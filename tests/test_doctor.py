@@ -20,6 +20,8 @@ def test_doctor_reports_and_cleans_only_leftovers(tmp_path, tiny_catalog):
     (tmp_path / "data" / "cache" / "tiny-x.npy").write_bytes(b"\0" * 4096)
     (tmp_path / "data" / "cache" / "features").mkdir()
     (tmp_path / "data" / "cache" / "features" / "tiny-x--LogMel-0.npy").write_bytes(b"\0" * 2000)
+    (tmp_path / "data" / "cache" / "embeddings").mkdir()
+    (tmp_path / "data" / "cache" / "embeddings" / "tiny-x--hubert_base-0.npy").write_bytes(b"\0" * 3000)
     dead = multiprocessing.get_context("fork").Process(target=lambda: None)
     dead.start()
     dead.join()
@@ -33,6 +35,7 @@ def test_doctor_reports_and_cleans_only_leftovers(tmp_path, tiny_catalog):
     assert out.exit_code == 0, out.output
     assert "dataset tiny: 40 files" in out.output and "decode cache: 1 array(s), 4.1 KB" in out.output
     assert "feature cache: 1 array(s), 2.0 KB (evicted beyond BENCH_FEATURE_CACHE_GB=20" in out.output
+    assert "embedding cache: 1 array(s), 3.0 KB" in out.output
     assert f"{damaged}: checksum mismatch" in out.output
     assert f"{leftover}: written by pid {dead.pid} on {host}, which is gone" in out.output
     assert "bench doctor --clean" in out.output and leftover.exists()

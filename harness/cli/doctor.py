@@ -1,6 +1,6 @@
 """``bench doctor``: what a data root and a result store hold, and what crashed processes left.
 
-It lists the imported datasets, the decode and feature caches and their sizes, the leftovers of processes
+It lists the imported datasets, the decode, feature and embedding caches and their sizes, the leftovers of processes
 that died (``harness.core.owners``: half-written cache arrays, result temporaries, import staging
 folders, claims of runs nobody works on any more) and result files that fail their checksum or
 cannot be read (``harness.runs.store``: too large, nested too deep, a link out of the store), and
@@ -31,6 +31,7 @@ class Checkup:
     datasets: list[tuple[str, int, int, str]] = field(default_factory=list)  # name, files, bytes, fingerprint
     caches: list[tuple[str, int]] = field(default_factory=list)               # file name, bytes
     features: list[tuple[str, int]] = field(default_factory=list)             # file name, bytes
+    embeddings: list[tuple[str, int]] = field(default_factory=list)           # file name, bytes (frozen protocols)
     partial_downloads: list[tuple[str, int]] = field(default_factory=list)
     leftovers: list[owners.Leftover] = field(default_factory=list)
     damaged: list[tuple[Path, str]] = field(default_factory=list)             # result file, why
@@ -56,7 +57,8 @@ def examine(data_root: Path, results_root: Path, against: Judged | None = None) 
             found.datasets.append((folder.name, len(files), sum(p.stat().st_size for p in files),
                                    (folder / MARKER).read_text().strip()))
         found.caches = [(p.name, p.stat().st_size) for p in sorted((data_root / "cache").glob("*.npy"))]
-        found.features = [(p.name, p.stat().st_size) for p in sorted((data_root / "cache" / "features").glob("*.npy"))]
+        found.features, found.embeddings = ([(p.name, p.stat().st_size) for p in sorted((data_root / "cache" / kind).glob(
+            "*.npy"))] for kind in ("features", "embeddings"))
         found.partial_downloads = [(p.name, p.stat().st_size) for p in sorted((data_root / "downloads").glob("*.part"))]
         found.leftovers += owners.leftovers(data_root)
     found.leftovers += owners.leftovers(results_root)
@@ -108,6 +110,8 @@ def describe(found: Checkup, data_root: Path, results_root: Path) -> list[str]:
     lines.append(f"  decode cache: {len(found.caches)} array(s), {size(total)}")
     lines.append(f"  feature cache: {len(found.features)} array(s), {size(sum(n for _, n in found.features))} "
                  f"(evicted beyond {BUDGET_ENV}={os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_GB)})")
+    lines.append(f"  embedding cache: {len(found.embeddings)} array(s), {size(sum(n for _, n in found.embeddings))} "
+                 f"(frozen protocols' embeddings, one per encoder and audio; evicted the same way)")
     lines += [f"  partial download {name} ({size(n)}): `bench fetch` resumes it" for name, n in found.partial_downloads]
     lines.append(f"results {results_root}: {len(found.damaged)} damaged result file(s)")
     lines += [f"  {path}: {why}; {_then(path, results_root)}" for path, why in found.damaged]

@@ -215,9 +215,7 @@ def _blind(ex: Execution, features: Features, marks: dict[str, float], limit: fl
     marks["features"] = time.perf_counter()
     split, data, deadline = features.split, features.data, features.deadline
     weights = _weights(task, run)
-    request = {"name": run.submission, "run": run, "num_classes": spec.num_classes, "dataset": spec.name,
-               "device": ex.device.type, "threads": torch.get_num_threads(), "from_random": task.from_random,
-               "weights_file": str(weights) if weights else ""}
+    request = _request(ex, weights)
     with _worker(ex, weights) as worker:
         fit_start = time.perf_counter()
         on_event = _events(worker, features, ex.progress)
@@ -256,9 +254,7 @@ def _embeddings(ex: Execution, features: Features, limit: float) -> np.ndarray:
     x = _normalizer(task.built.recipe["normalize"], raw)(raw)  # statistics of every clip: no label, no fold
     order = np.random.default_rng(secrets.randbits(128)).permutation(len(data.x))  # clip order follows the class
     weights = _weights(task, run)
-    request = {"op": "embed", "name": run.submission, "run": run, "num_classes": ex.spec.num_classes,
-               "device": ex.device.type, "threads": torch.get_num_threads(), "from_random": task.from_random,
-               "weights_file": str(weights) if weights else "", "seed": encoder_seed(run)}
+    request = {**_request(ex, weights), "op": "embed", "seed": encoder_seed(run)}
     doing = f"embedding (limit {limit:.0f} s)"
     with _worker(ex, weights) as worker:
         answer = worker.ask(request, features.deadline, doing, {"x": _numpy(x[torch.from_numpy(order)])},
@@ -269,6 +265,14 @@ def _embeddings(ex: Execution, features: Features, limit: float) -> np.ndarray:
     embedded[order] = got
     store_embeddings(path, embedded)
     return embedded
+
+
+def _request(ex: Execution, weights: Path | None) -> dict[str, Any]:
+    """What every request to a run's worker says: the run, its dataset's size, the device and the
+    weights file the driver fetched."""
+    return {"name": ex.run.submission, "run": ex.run, "num_classes": ex.spec.num_classes, "dataset": ex.spec.name,
+            "device": ex.device.type, "threads": torch.get_num_threads(), "from_random": ex.task.from_random,
+            "weights_file": str(weights) if weights else ""}
 
 
 def _weights(task: Task, run: Run) -> Path | None:

@@ -66,7 +66,7 @@ class Run:
         for name in ("epochs", "fold", "trial"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise RunError(f"a run's {name} must be a whole number of at least 1, got {getattr(self, name)!r}")
-        if not WEIGHTS.match(self.weights):
+        if not WEIGHTS.match(self.weights) or ".." in self.weights:  # a hub name becomes a folder of its cache
             raise RunError(f"weights {self.weights!r}: use scratch, random, pretrained:<timm tag>, sha256:<digest> "
                            f"or hf:<owner>/<name>@<40-hex commit>")
         if self.protocol not in PROTOCOLS:
@@ -119,9 +119,6 @@ class Run:
         return cls(**{**identity, "overrides": overrides}, checkpoint=checkpoint)
 
 
-HUB_REVISION = re.compile(r"^[0-9a-f]{40}$")
-
-
 def weights_for(model_name: str, pretrained: bool | str, checkpoint: Path | None = None,
                 random_init: bool = False, hub_source: str | None = None) -> tuple[str, str]:
     """(weights, checkpoint path) of a submission with ``pretrained``, as ``bench run`` asked for it
@@ -138,8 +135,7 @@ def weights_for(model_name: str, pretrained: bool | str, checkpoint: Path | None
         raise RunError(f"{model_name}: the submission names a local checkpoint file; pass that file with "
                        f"`--weights FILE` (the harness never reads a file a submission names)")
     if hub_source is not None:
-        repo, _, revision = hub_source.rpartition("@")
-        if not HUB_REVISION.match(revision) or not re.match(r"^\w[\w.\-]*/\w[\w.\-]*$", repo) or ".." in repo:
+        if not WEIGHTS.match(f"hf:{hub_source}") or ".." in hub_source:
             raise RunError(f"{model_name}: pin the hub weights as repo='<owner>/<name>', revision='<its 40-hex commit>' "
                            f"(got {hub_source!r}): a branch moves, and a run's identity must not")
         return f"hf:{hub_source}", ""

@@ -156,6 +156,10 @@ ATTACKS = {
     ''', ""),
     "huge_features": ("make the driver compute 190 GB of features", "", ""),
     "slow_features": ("make the driver compute features past the time limit", "", ""),
+    "huge_rate": ("make the driver decode every clip at a terahertz", "", '''
+_frontend = LogMel(8000, n_mels=16)
+_frontend.sample_rate = 10**12  # set after the front-end checked its arguments
+'''),
     "deep_json": ("crash the driver with an answer nested past its stack", "", '''
 from multiprocessing.connection import Connection
 for _object in gc.get_objects():
@@ -188,6 +192,7 @@ def source(name: str, values: dict[str, str]) -> str:
     footer = footer.replace("frontend=LogMel(8000, n_mels=16)", {
         "huge_features": "frontend=LogMel(8000, n_fft=512, hop_length=1, n_mels=2000)",
         "slow_features": "frontend=LogMel(8000, n_fft=8192, hop_length=64, n_mels=4096)",
+        "huge_rate": "frontend=_frontend",
     }.get(name, "frontend=LogMel(8000, n_mels=16)"))
     text = HEADER + top + "\n\n" + fit + footer
     for key, value in values.items():
@@ -397,6 +402,12 @@ def test_features_a_front_end_asks_for_are_bounded_in_size_and_time(arena):
     start = time.monotonic()
     run_attack(arena, "slow_features", "--time-limit", "5")
     assert "past what is left of the run's time limit" in OUTCOMES["slow_features"] and time.monotonic() - start < 30
+
+
+def test_a_sample_rate_the_driver_would_decode_at_is_bounded(arena):
+    code, output = bench(arena, "run", "-s", "attack_huge_rate", "--folds", "1", "--epochs", "1", "--device", "cpu")
+    assert code == 1 and "sample rate as 1000000000000: an integer from 1,000 to 384,000 Hz" in output, output
+    OUTCOMES["huge_rate"] = output.strip().splitlines()[-1]  # refused when planned: nothing is decoded
 
 
 def test_an_answer_nested_past_the_drivers_stack_is_refused_not_fatal(arena):

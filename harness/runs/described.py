@@ -20,6 +20,7 @@ from typing import Any
 from harness.core.errors import SubmissionError
 from harness.core.paths import PROJECT_ROOT
 from harness.core.registry import Registry, check_name
+from harness.data.audio import MAX_RATE, MIN_RATE
 from harness.runs.sandboxed import Settings, Worker, WorkerFailed
 
 SUBMISSIONS_DIR = PROJECT_ROOT / "submissions"
@@ -117,6 +118,13 @@ class Built:
                    _typed(data.get("frontend"), dict, "its front-end"), _typed(data.get("frontend_summary"), str, "a summary"),
                    _typed(data.get("harness_frontend"), bool, "its front-end's origin"),
                    float(gflop) if isinstance(gflop, (int, float)) and math.isfinite(gflop) else None)
+
+    def __post_init__(self):
+        rate = self.frontend.get("sample_rate")
+        if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE):
+            # the driver decodes every clip at this rate: a hostile value would size its arrays
+            raise WorkerFailed(f"the worker described its front-end's sample rate as {rate!r}: an integer from "
+                               f"{MIN_RATE:,} to {MAX_RATE:,} Hz (or none, the dataset's own rate)")
 
     @property
     def recipe(self) -> dict[str, Any]:

@@ -151,18 +151,30 @@ def worker_env(scratch: Path, compile_cache: Path | None, device_type: str = "cp
 
 
 _context = None
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # read once, when the fork server loads torch's libraries
 
 
 def fork_server():
     """The fork server, started once per driver process with torch and the harness imported (it
-    imports them while the driver goes on: the first worker waits for it)."""
+    imports them while the driver goes on: the first worker waits for it).
+
+    It starts with the workers' environment, not the driver's: every worker is its fork, and a
+    process can read the environment it began with (``/proc/self/environ``) whatever it sets
+    later, so the driver's tokens and paths must never be in it."""
     global _context
     if _context is None:
         _context = multiprocessing.get_context("forkserver")
         _context.set_forkserver_preload(worker.PRELOAD)
         from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+        driver_env = dict(os.environ)
+        os.environ.clear()
+        os.environ.update({k: driver_env[k] for k in (*PASSED_ENV, *THREAD_ENV) if k in driver_env})
+        try:
+            forkserver.ensure_running()
+        finally:
+            os.environ.clear()
+            os.environ.update(driver_env)
     return _context
 
 

@@ -27,7 +27,6 @@ from harness.core import sandbox
 from harness.core.errors import HarnessError
 from harness.core.paths import PROJECT_ROOT
 from harness.runs import protocol, worker
-from harness.training.device import vec_isa_verdict
 
 MAX_MESSAGE = 64 * 2**20  # bytes: a worker's answer beyond this is refused unread
 START_TIMEOUT = 120.0  # seconds for a worker to start and confine itself
@@ -146,6 +145,8 @@ def worker_env(scratch: Path, compile_cache: Path | None, device_type: str = "cp
     cache = compile_cache or scratch / "compile"
     env.update(TORCHINDUCTOR_CACHE_DIR=str(cache / "inductor"), TRITON_CACHE_DIR=str(cache / "triton"))
     if compiled and device_type == "cpu":
+        from harness.training.device import vec_isa_verdict  # torch: imported here, not before the fork server starts
+
         env.update(vec_isa_verdict())
     return env
 

@@ -221,14 +221,6 @@ def ray_cluster():
 
 
 @pytest.mark.slow
-def test_the_ray_executor_gives_the_serial_results(tmp_path, serial, writes, ray_cluster):
-    reports = sweep(tmp_path, tmp_path / "results", Placement("ray"))
-    assert sum(len(r.done) for r in reports) == 6
-    assert outcome(tmp_path / "results") == serial
-    assert len(writes) == len(set(writes)) == 6
-
-
-@pytest.mark.slow
 def test_a_ray_worker_killed_mid_run_is_retried_and_recorded_once(tmp_path, serial, writes, kill_once, ray_cluster):
     reports = sweep(tmp_path, tmp_path / "results", Placement("ray"))
     assert kill_once.exists(), "no worker was killed: the test tested nothing"

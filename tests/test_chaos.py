@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -46,16 +47,16 @@ def test_a_grid_killed_anywhere_resumes_to_the_uninterrupted_result(tmp_path):
     (tmp_path / "datasets.toml").write_text(TINY_CATALOG.format(url="", sha="", fingerprint=""))  # added to the project's
     source = make_digit_folder(tmp_path / "src")
     clean, chaos = tmp_path / "clean", tmp_path / "chaos"
-    for home in (clean, chaos):
-        assert bench(home, "fetch", "tiny", "--from", str(source)).returncode == 0
-    for dataset, folds in GRIDS:
-        done = run_grid(clean, dataset, folds)
-        assert done.returncode == 0, done.stderr
-
-    for dataset, point, evidence in KILLS:
-        killed = run_grid(chaos, dataset, "1,2", crash=point)
-        assert killed.returncode == -signal.SIGKILL, (point, killed.stdout, killed.stderr)
-        assert list(chaos.glob(f"*/{evidence}")), f"killed at {point}, yet no {evidence} was left to clean"
+    with ThreadPoolExecutor(2) as pool:  # the two homes share nothing: the uninterrupted grid runs beside the kills
+        assert [p.returncode for p in pool.map(lambda h: bench(h, "fetch", "tiny", "--from", str(source)),
+                                               (clean, chaos))] == [0, 0]
+        uninterrupted = pool.submit(lambda: [run_grid(clean, dataset, folds) for dataset, folds in GRIDS])
+        for dataset, point, evidence in KILLS:
+            killed = run_grid(chaos, dataset, "1,2", crash=point)
+            assert killed.returncode == -signal.SIGKILL, (point, killed.stdout, killed.stderr)
+            assert list(chaos.glob(f"*/{evidence}")), f"killed at {point}, yet no {evidence} was left to clean"
+        for done in uninterrupted.result():
+            assert done.returncode == 0, done.stderr
     for dataset, folds in GRIDS:
         resumed = run_grid(chaos, dataset, folds)
         assert resumed.returncode == 0, resumed.stderr

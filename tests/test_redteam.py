@@ -470,6 +470,23 @@ def test_a_result_forged_consistently_is_exposed_by_re_running_it(tmp_path):
     OUTCOMES["forged"] = "ranked until re-run: `bench verify --result` (CI, for every added result file) fails it"
 
 
+def test_the_drivers_environment_never_reaches_a_worker(arena):
+    """Every worker is a fork of the fork server, and a process can read the environment it began
+    with: the fork server must begin with the workers' environment, not the driver's (a fresh
+    driver process here, so that its fork server starts under the token)."""
+    import subprocess
+    import sys
+
+    results = arena["root"] / "environ-results"
+    command = ["--submissions", str(arena["folder"]), "--results", str(results), "run", "-s",
+               "attack_environ", "--folds", "1", "--epochs", "1", "--device", "cpu"]
+    out = subprocess.run([sys.executable, "-c", "from harness.cli.commands import main; main()", *command],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "HF_TOKEN": "red-team-token", "BENCH_RESULTS": str(results)})
+    assert out.returncode == 1 and "no token or path of the driver's" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    OUTCOMES["environ"] = next(line for line in out.stdout.splitlines() if "FAILED" in line).split("FAILED", 1)[1].strip()
+
+
 def _plain(outcome: str, arena) -> str:
     """An outcome as the README shows it: paths of this machine and process ids left out."""
     outcome = outcome.replace(f"{arena['folder']}/", "").replace(f"{arena['root']}/", "")
@@ -487,23 +504,6 @@ def test_the_outcomes_table(arena):
     assert set(what) == set(OUTCOMES), f"attempts without an outcome: {sorted(set(what) - set(OUTCOMES))}"
     rows = [f"| `{name}`: {what[name]} | {_plain(OUTCOMES[name], arena)} |" for name in what]
     Path(target).write_text("| attempt | outcome |\n|---|---|\n" + "\n".join(rows) + "\n")
-
-
-def test_the_drivers_environment_never_reaches_a_worker(arena):
-    """Every worker is a fork of the fork server, and a process can read the environment it began
-    with: the fork server must begin with the workers' environment, not the driver's (a fresh
-    driver process here, so that its fork server starts under the token)."""
-    import subprocess
-    import sys
-
-    results = arena["root"] / "environ-results"
-    command = ["--submissions", str(arena["folder"]), "--results", str(results), "run", "-s",
-               "attack_environ", "--folds", "1", "--epochs", "1", "--device", "cpu"]
-    out = subprocess.run([sys.executable, "-c", "from harness.cli.commands import main; main()", *command],
-                         capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "HF_TOKEN": "red-team-token", "BENCH_RESULTS": str(results)})
-    assert out.returncode == 1 and "no token or path of the driver's" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
-    OUTCOMES["environ"] = next(line for line in out.stdout.splitlines() if "FAILED" in line).split("FAILED", 1)[1].strip()
 
 
 def test_the_driver_never_imports_a_submission_file(tmp_path):

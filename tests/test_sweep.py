@@ -235,11 +235,13 @@ def test_a_sweep_interrupted_with_ctrl_c_resumes_to_the_uninterrupted_result(tmp
     for home in (clean, broken):
         home.mkdir()
         sweep_file(home, SMALL)
-    assert bench(clean, "sweep", "s.yaml", "--device", "cpu").wait(timeout=300) == 0
+    uninterrupted = bench(clean, "sweep", "s.yaml", "--device", "cpu")  # beside the interrupted one: they share nothing
 
     # Ctrl-C in the third run's first epoch (two epochs a run): two runs are finished by then
     proc = bench(broken, "sweep", "s.yaml", "--device", "cpu", crash="epoch:5:INT")
     _, err = proc.communicate(timeout=300)
+    _, clean_err = uninterrupted.communicate(timeout=300)
+    assert uninterrupted.returncode == 0, clean_err
     assert proc.returncode == 130 and "interrupted: finished runs are kept" in err, err
     assert len(list((broken / "results").rglob("fold*.json"))) == 2
     assert not list(broken.rglob("*.claim")) and not list(broken.rglob("*.tmp"))  # released and cleaned

@@ -169,6 +169,7 @@ def fork_server():
         from multiprocessing import forkserver
 
         driver_env = dict(os.environ)
+        tempfile.gettempdir()  # chosen under the driver's TMPDIR: starting the server makes a temporary folder
         os.environ.clear()
         os.environ.update({k: driver_env[k] for k in (*PASSED_ENV, *THREAD_ENV) if k in driver_env})
         try:
